@@ -1,0 +1,1 @@
+"""corteX, as the seed imports it: ``corteX.tenancy.dna``."""

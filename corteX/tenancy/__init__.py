@@ -1,0 +1,1 @@
+"""Tenancy features of corteX; the profile lives in :mod:`corteX.tenancy.dna`."""

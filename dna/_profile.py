@@ -1,0 +1,222 @@
+"""The tenant's DNA: a compact profile learned by exponential moving averages."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from dna import _rules
+from dna._clock import now
+from dna._errors import InvalidDNA, InvalidSessionMetrics
+from dna._metrics import SessionMetrics, parse_session_metrics
+
+
+def check_alpha(alpha: Any) -> float:
+    """Return ``alpha`` clamped to ``[0.01, 1.0]``; raise for anything not finite.
+
+    Raises :class:`InvalidSessionMetrics` with key ``"alpha"`` for ``bool``,
+    NaN, infinities and non-numbers.
+    """
+    try:
+        return _rules.alpha(alpha)
+    except _rules.Rejected as error:
+        raise InvalidSessionMetrics(
+            "alpha", f"expected {error}, got {_rules.describe(alpha)}"
+        ) from None
+
+
+@dataclass
+class TenantDNA:
+    """Compact learned profile of one tenant.
+
+    A plain dataclass: equality compares all eight fields. Change it with
+    :meth:`update_from_session`, which validates everything before it touches
+    anything, so a rejected session leaves the profile exactly as it was.
+    """
+
+    avg_task_complexity: float = 0.5
+    preferred_model_tier: str = "worker"
+    avg_tokens_per_task: int = 2000
+    tool_usage_frequency: dict[str, float] = field(default_factory=dict)
+    peak_hours: list[int] = field(default_factory=list)
+    risk_profile: float = 0.3
+    common_intents: list[str] = field(default_factory=list)
+    last_updated: float = field(default_factory=now)
+
+    def update_from_session(
+        self, session_metrics: Mapping[str, Any], alpha: float = 0.2
+    ) -> None:
+        """Learn from one session's metrics by EMA with smoothing ``alpha``.
+
+        ``alpha`` is clamped to ``[0.01, 1.0]``. Raises
+        :class:`InvalidSessionMetrics` naming the offending key, and then
+        nothing (``last_updated`` included) has changed.
+        """
+        rate = check_alpha(alpha)
+        self._apply(parse_session_metrics(session_metrics), rate)
+
+    def apply_session(self, session: SessionMetrics, alpha: float = 0.2) -> None:
+        """Learn from metrics already checked by ``parse_session_metrics``.
+
+        The second half of :meth:`update_from_session`, for callers that
+        validate in one place (a caller's thread) and apply in another (the
+        tenant's actor). Raises :class:`InvalidSessionMetrics` only for ``alpha``.
+        """
+        self._apply(session, check_alpha(alpha))
+
+    def _apply(self, session: SessionMetrics, rate: float) -> None:
+        keep = 1.0 - rate
+        if session.task_complexity is not None:
+            self.avg_task_complexity = ema(
+                self.avg_task_complexity, session.task_complexity, keep, rate
+            )
+        if session.model_tier is not None:
+            self.preferred_model_tier = session.model_tier
+        if session.tokens_used is not None:
+            self.avg_tokens_per_task = round(
+                self.avg_tokens_per_task * keep + session.tokens_used * rate
+            )
+        if session.tools_used is not None and session.tools_total > 0:
+            self.tool_usage_frequency = _learn_tools(
+                self.tool_usage_frequency,
+                session.tools_used,
+                session.tools_total,
+                keep,
+                rate,
+            )
+        if session.hour_utc is not None:
+            _move_to_end(self.peak_hours, session.hour_utc, _rules.MAX_PEAK_HOURS)
+        if session.risk_score is not None:
+            self.risk_profile = ema(self.risk_profile, session.risk_score, keep, rate)
+        if session.intent is not None:
+            _move_to_end(self.common_intents, session.intent, _rules.MAX_INTENTS)
+        self.last_updated = now()
+
+    def copy(self) -> TenantDNA:
+        """Return an equal profile that shares no container with this one."""
+        return TenantDNA(
+            self.avg_task_complexity,
+            self.preferred_model_tier,
+            self.avg_tokens_per_task,
+            dict(self.tool_usage_frequency),
+            list(self.peak_hours),
+            self.risk_profile,
+            list(self.common_intents),
+            self.last_updated,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the eight fields as a new JSON-serialisable dict of copies."""
+        return {
+            "avg_task_complexity": self.avg_task_complexity,
+            "preferred_model_tier": self.preferred_model_tier,
+            "avg_tokens_per_task": self.avg_tokens_per_task,
+            "tool_usage_frequency": dict(self.tool_usage_frequency),
+            "peak_hours": list(self.peak_hours),
+            "risk_profile": self.risk_profile,
+            "common_intents": list(self.common_intents),
+            "last_updated": self.last_updated,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TenantDNA:
+        """Build a profile from ``to_dict()`` output, checking every value.
+
+        Missing keys take their defaults, unknown keys are ignored and
+        containers are copied. Raises :class:`InvalidDNA` naming the field.
+        ``TenantDNA.from_dict(dna.to_dict()) == dna`` for every valid profile.
+        """
+        if not isinstance(data, Mapping):
+            raise InvalidDNA("data", f"expected a mapping, got {_rules.describe(data)}")
+        dna = cls()
+        for key, check in _FIELD_CHECKS.items():
+            if key in data:
+                value = data[key]
+                try:
+                    setattr(dna, key, check(value))
+                except _rules.Rejected as error:
+                    raise InvalidDNA(
+                        key, f"expected {error}, got {_rules.describe(value)}"
+                    ) from None
+        return dna
+
+
+def ema(old: float, observed: float, keep: float, rate: float) -> float:
+    """``old * keep + observed * rate``, where ``keep == 1 - rate``.
+
+    Two roundings can carry the sum one ulp outside ``[old, observed]`` (0.75
+    with alpha 0.01 gives 0.7499999999999999); the result is held inside, so a
+    value in ``[0, 1]`` stays there and an EMA never overshoots what it saw.
+    """
+    value = old * keep + observed * rate
+    if old <= observed:
+        return old if value < old else observed if value > observed else value
+    return observed if value < observed else old if value > old else value
+
+
+def _learn_tools(
+    frequencies: dict[str, float],
+    counts: Mapping[str, int],
+    total: int,
+    keep: float,
+    rate: float,
+) -> dict[str, float]:
+    # Every known tool moves towards its share of this session, so a tool the
+    # session did not use decays towards 0 instead of keeping a stale weight.
+    learned = {
+        tool: ema(frequency, counts.get(tool, 0) / total, keep, rate)
+        for tool, frequency in frequencies.items()
+    }
+    for tool, count in counts.items():
+        if tool not in learned:
+            learned[tool] = ema(0.0, count / total, keep, rate)
+    if len(learned) > _rules.MAX_TOOLS:
+        ranked = sorted(learned.items(), key=lambda item: (-item[1], item[0]))
+        learned = dict(ranked[: _rules.MAX_TOOLS])
+    return learned
+
+
+def _move_to_end(items: list[Any], item: Any, limit: int) -> None:
+    if item in items:
+        items.remove(item)
+    items.append(item)
+    if len(items) > limit:
+        del items[:-limit]
+
+
+def _frequencies(value: Any) -> dict[str, float]:
+    if not isinstance(value, Mapping) or len(value) > _rules.MAX_TOOLS:
+        raise _rules.Rejected(
+            f"a mapping of at most {_rules.MAX_TOOLS} tool names to reals in [0, 1]"
+        )
+    return {_rules.name(tool): _rules.unit_real(f) for tool, f in value.items()}
+
+
+def _unique_list(value: Any, check: Any, limit: int, what: str) -> list[Any]:
+    expected = f"a list of at most {limit} unique {what}"
+    if isinstance(value, str | bytes | Mapping) or not isinstance(value, list | tuple):
+        raise _rules.Rejected(expected)
+    try:
+        items = [check(item) for item in value]
+    except _rules.Rejected:
+        raise _rules.Rejected(expected) from None
+    if len(items) > limit or len(set(items)) != len(items):
+        raise _rules.Rejected(expected)
+    return items
+
+
+_FIELD_CHECKS: dict[str, Any] = {
+    "avg_task_complexity": _rules.unit_real,
+    "preferred_model_tier": _rules.tier,
+    "avg_tokens_per_task": lambda v: _rules.bounded_int(v, 0, _rules.MAX_TOKENS),
+    "tool_usage_frequency": _frequencies,
+    "peak_hours": lambda v: _unique_list(
+        v, lambda h: _rules.bounded_int(h, 0, 23), _rules.MAX_PEAK_HOURS, "ints 0-23"
+    ),
+    "risk_profile": _rules.unit_real,
+    "common_intents": lambda v: _unique_list(
+        v, _rules.name, _rules.MAX_INTENTS, "non-empty names"
+    ),
+    "last_updated": _rules.finite_real,
+}
