@@ -1,0 +1,230 @@
+"""The store facade that callers hold: the seed's API on top of the actors."""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Mapping
+from types import TracebackType
+from typing import Any, Final
+
+import pykka
+import structlog
+
+from actors._cell import Delete, Operation, Save, Update
+from actors._errors import StoreClosed, check_tenant_id
+from actors._registry import Registry
+from dna import (
+    InvalidSessionMetrics,
+    TenantDNA,
+    check_alpha,
+    parse_session_metrics,
+)
+
+DEFAULT_MAX_ACTIVE: Final = 1024
+"""Tenant actors (threads) a store runs at most; idle tenants are passivated."""
+
+_CLOSE_TIMEOUT: Final = 30.0
+
+_log = structlog.get_logger("actors")
+
+
+class TenantDNAStore:
+    """Tenant profiles, each one changed only inside its own tenant actor.
+
+    Safe to share between any number of threads: every change to a tenant
+    (update, save, delete) is applied by that tenant's actor one at a time, in
+    the order it was submitted, so concurrent sessions never lose each other's
+    learning. Reads are answered from the snapshot the actor published after
+    its last change, without a message round trip.
+
+    ``TenantDNAStore()`` is an in-memory store. ``max_active`` bounds how many
+    tenant actors (one thread each) run at once; the least recently used
+    tenant is passivated to make room and reactivated on its next use.
+
+    Use it as a context manager, or call :meth:`close`::
+
+        with TenantDNAStore() as store:
+            profile = store.update_from_session("acme", {"tokens_used": 5000})
+    """
+
+    def __init__(self, *, max_active: int = DEFAULT_MAX_ACTIVE) -> None:
+        if isinstance(max_active, bool) or not isinstance(max_active, int):
+            msg = f"max_active: expected an int >= 1, got {max_active!r}"
+            raise TypeError(msg)
+        if max_active < 1:
+            msg = f"max_active: expected an int >= 1, got {max_active!r}"
+            raise ValueError(msg)
+        self._registry = Registry.start(max_active)
+        registry = self._registry.proxy()
+        # The registry's own dicts, read without a message (one writer, and a
+        # dict lookup is atomic); see Registry for who writes what.
+        self._directory = registry.directory.get()
+        self._passive = registry.passive.get()
+        self._closed = False
+        # Drains and stops the actors if the store is dropped or the program
+        # exits without close().
+        self._finalizer = weakref.finalize(self, _shut_down, self._registry)
+
+    # -- reads ---------------------------------------------------------------
+
+    def get(self, tenant_id: str) -> TenantDNA:
+        """Return a copy of the tenant's profile, or a fresh default one.
+
+        A tenant with no stored DNA gets ``TenantDNA()``, and nothing is stored.
+        Raises ``InvalidTenantId`` or ``StoreClosed``.
+        """
+        if self._closed:
+            raise StoreClosed("the store is closed")
+        cell = self._directory.get(tenant_id) if type(tenant_id) is str else None
+        if cell is not None:
+            cell.recent = True
+            snapshot = cell.snapshot
+        else:
+            check_tenant_id(tenant_id)
+            snapshot = self._passive.get(tenant_id)
+            if snapshot is None:
+                # Activated between the two lookups: the registry publishes the
+                # cell before it could drop the passive profile.
+                cell = self._directory.get(tenant_id)
+                snapshot = None if cell is None else cell.snapshot
+        return TenantDNA() if snapshot is None else snapshot.copy()
+
+    @property
+    def count(self) -> int:
+        """How many tenants have stored DNA."""
+        count: int = self._ask(("count",))
+        return count
+
+    def list_tenants(self) -> list[str]:
+        """The ids of the tenants with stored DNA, sorted."""
+        tenants: list[str] = self._ask(("list",))
+        return tenants
+
+    # -- changes ---------------------------------------------------------------
+
+    def save(self, tenant_id: str, dna: TenantDNA) -> None:
+        """Store a copy of ``dna`` as the tenant's profile, replacing what was there.
+
+        Applied in order with the tenant's other changes; returns once applied.
+        """
+        if not isinstance(dna, TenantDNA):
+            msg = f"dna: expected a TenantDNA, got {type(dna).__name__}"
+            raise TypeError(msg)
+        self._submit(tenant_id, Save(dna.copy())).get()
+
+    def delete(self, tenant_id: str) -> None:
+        """Erase the tenant (GDPR). Idempotent.
+
+        When it returns, ``get`` gives a default profile, the tenant is in
+        neither ``list_tenants()`` nor ``count``, and no change submitted
+        before the delete can bring it back: they are all applied before it.
+        """
+        self._submit(tenant_id, Delete()).get()
+
+    def update_from_session(
+        self, tenant_id: str, session_metrics: Mapping[str, Any], alpha: float = 0.2
+    ) -> TenantDNA:
+        """Learn from one session inside the tenant's actor; return the new profile.
+
+        Atomic with respect to every other change of the tenant; a new tenant
+        starts from the default profile. Returns a copy of the profile right
+        after this session. Raises ``InvalidSessionMetrics`` (nothing changes),
+        ``InvalidTenantId`` or ``StoreClosed``.
+        """
+        profile: TenantDNA = self._submit(
+            tenant_id, self._update(tenant_id, session_metrics, alpha)
+        ).get()
+        return profile
+
+    def update_from_session_async(
+        self, tenant_id: str, session_metrics: Mapping[str, Any], alpha: float = 0.2
+    ) -> pykka.Future[TenantDNA]:
+        """Like :meth:`update_from_session`, without waiting.
+
+        Returns a ``pykka.Future`` (``.get(timeout=...)``, or ``await`` it) that
+        resolves to the profile right after this session, or raises
+        ``InvalidSessionMetrics``. ``InvalidTenantId`` and ``StoreClosed`` are
+        raised at once.
+        """
+        try:
+            update = self._update(tenant_id, session_metrics, alpha)
+        except InvalidSessionMetrics:
+            future: pykka.ThreadingFuture[TenantDNA] = pykka.ThreadingFuture()
+            future.set_exception()
+            return future
+        return self._submit(tenant_id, update)
+
+    def flush(self, timeout: float | None = None) -> None:
+        """Return once every change submitted before the call has been applied."""
+        for future in self._ask(("flush",)):
+            future.get(timeout=timeout)
+
+    # -- lifecycle -------------------------------------------------------------
+
+    def close(self) -> None:
+        """Apply everything already submitted, stop every actor, drop the profiles.
+
+        Idempotent. Any later call raises ``StoreClosed``.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        self._finalizer()
+
+    def __enter__(self) -> TenantDNAStore:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # -- internals -------------------------------------------------------------
+
+    def _update(
+        self, tenant_id: str, session_metrics: Mapping[str, Any], alpha: float
+    ) -> Update:
+        # Validated in the caller's thread: a bad session is answered at once
+        # and never reaches (or costs) the tenant's actor.
+        try:
+            return Update(parse_session_metrics(session_metrics), check_alpha(alpha))
+        except InvalidSessionMetrics as error:
+            _log.warning("session_metrics_rejected", tenant_id=tenant_id, key=error.key)
+            raise
+
+    def _submit(self, tenant_id: str, operation: Operation) -> pykka.Future[Any]:
+        if self._closed:
+            raise StoreClosed("the store is closed")
+        cell = self._directory.get(tenant_id) if type(tenant_id) is str else None
+        try:
+            if cell is None:
+                check_tenant_id(tenant_id)
+                self._registry.tell(("route", tenant_id, operation))
+            elif not cell.post(operation):
+                self._registry.tell(("reroute", cell))
+        except pykka.ActorDeadError:
+            raise StoreClosed("the store is closed") from None
+        return operation.future
+
+    def _ask(self, message: tuple[str, ...]) -> Any:
+        if self._closed:
+            raise StoreClosed("the store is closed")
+        try:
+            return self._registry.ask(message)
+        except pykka.ActorDeadError:
+            raise StoreClosed("the store is closed") from None
+
+
+def _shut_down(registry: pykka.ActorRef[Registry]) -> None:
+    if not registry.is_alive():
+        return
+    stops: list[tuple[pykka.Future[None], pykka.ActorRef[Any]]]
+    stops = registry.ask(("close",), block=True, timeout=_CLOSE_TIMEOUT)
+    for future, host in stops:
+        future.get(timeout=_CLOSE_TIMEOUT)
+        host.actor_stopped.wait(_CLOSE_TIMEOUT)
+    registry.ask(("finish",), timeout=_CLOSE_TIMEOUT)
+    registry.stop(timeout=_CLOSE_TIMEOUT)

@@ -1,0 +1,154 @@
+"""The tenant actor: the single writer of one tenant's profile at a time."""
+
+from __future__ import annotations
+
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+import pykka
+import structlog
+
+from actors._cell import Delete, Flush, Handover, Operation, Save, TenantCell, Update
+from dna import TenantDNA
+
+if TYPE_CHECKING:
+    from actors._registry import Registry
+
+ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]
+
+
+class TenantActor(pykka.ThreadingActor):
+    """Applies every change to the tenant of the cell it serves, in mailbox order.
+
+    One actor is one thread, so the registry keeps a bounded number of them and
+    moves one to the next tenant (a ``Handover``) instead of starting another:
+    passivation hands the profile back to the registry, activation takes one
+    from it. The actor answers every operation, success or error, through the
+    operation's future; nothing a caller sends can stop it or lose the profile.
+    """
+
+    # A store that is never closed must not keep the process alive.
+    use_daemon_thread = True
+
+    def __init__(self, registry: pykka.ActorRef[Registry], cell: TenantCell) -> None:
+        super().__init__()
+        self._registry = registry
+        self._cell = cell
+        # The cell is published before this thread starts; callers wake it
+        # through cell.host as soon as the adoption clears ``scheduled``.
+        cell.host = self.actor_ref
+        self._dna: TenantDNA | None = None
+        # Bound once: a lazy proxy would rebuild the logger on every event.
+        self._log = structlog.get_logger("actors").bind()
+
+    def on_start(self) -> None:
+        self._log.debug("tenant_actor_started", actor=self.actor_urn)
+        self._adopt(self._cell)
+        self._drain()
+
+    def on_stop(self) -> None:
+        self._log.debug("tenant_actor_stopped", actor=self.actor_urn)
+
+    def on_receive(self, message: Any) -> None:
+        # The only message is a wake-up naming a cell. One for a cell this actor
+        # no longer (or not yet) serves is stale: the registry or the adoption
+        # drains that mailbox.
+        if message is self._cell:
+            self._drain()
+        elif not isinstance(message, TenantCell):
+            self._log.warning("unexpected_message", type=type(message).__name__)
+
+    def _adopt(self, cell: TenantCell) -> None:
+        self._cell = cell
+        self._dna = None if cell.snapshot is None else cell.snapshot.copy()
+        self._log.debug("tenant_activated", tenant_id=cell.tenant_id)
+
+    def _drain(self) -> None:
+        while True:
+            cell = self._cell
+            cell.scheduled = False
+            handover = self._drain_cell(cell)
+            if handover is None:
+                return
+            cell.closed = True
+            self._log.debug("tenant_passivated", tenant_id=cell.tenant_id)
+            self._registry.tell(("passivated", cell))
+            handover.future.set(None)
+            if handover.next_cell is None:
+                self.stop()
+                return
+            self._adopt(handover.next_cell)
+
+    def _drain_cell(self, cell: TenantCell) -> Handover | None:
+        """Apply the cell's mailbox up to its end or a ``Handover`` (returned)."""
+        mailbox = cell.mailbox
+        answers: list[tuple[pykka.ThreadingFuture[Any], Any, ExcInfo | None]] = []
+        changed = False
+        handover = None
+        while mailbox:
+            operation = mailbox.popleft()
+            if type(operation) is Handover:
+                handover = operation
+                break
+            try:
+                answer = self._apply(operation)
+            except Exception as error:  # every error goes back to its caller
+                self._log.exception(
+                    "operation_failed",
+                    tenant_id=cell.tenant_id,
+                    operation=type(operation).__name__,
+                )
+                exc_info = (type(error), error, error.__traceback__)
+                answers.append((operation.future, None, exc_info))
+            else:
+                answers.append((operation.future, answer, None))
+            if type(operation) is not Flush:
+                changed = True
+        # The snapshot goes out before any answer, so a caller whose change was
+        # acknowledged reads it back (read-your-writes).
+        if changed:
+            cell.snapshot = None if self._dna is None else self._dna.copy()
+            cell.recent = True
+        for future, answer, error in answers:
+            if error is None:
+                future.set(answer)
+            else:
+                future.set_exception(error)
+        return handover
+
+    def _apply(self, operation: Operation) -> Any:
+        kind = type(operation)
+        tenant_id = self._cell.tenant_id
+        if kind is Update:
+            assert isinstance(operation, Update)
+            dna = self._dna
+            if dna is None:
+                dna = self._dna = TenantDNA()
+                self._stored(tenant_id)
+            dna.apply_session(operation.session, operation.alpha)
+            self._log.debug(
+                "profile_updated", tenant_id=tenant_id, keys=operation.session.present
+            )
+            return dna.copy()
+        if kind is Save:
+            assert isinstance(operation, Save)
+            if self._dna is None:
+                self._stored(tenant_id)
+            self._dna = operation.dna
+            self._log.debug("profile_saved", tenant_id=tenant_id)
+            return None
+        if kind is Delete:
+            if self._dna is not None:
+                self._dna = None
+                # Told before the caller is answered, so a count asked after
+                # delete() returns already leaves the tenant out.
+                self._registry.tell(("erased", tenant_id))
+                self._log.info("tenant_erased", tenant_id=tenant_id)
+            return None
+        if kind is Flush:
+            return None
+        msg = f"unknown operation {kind.__name__}"
+        raise TypeError(msg)
+
+    def _stored(self, tenant_id: str) -> None:
+        self._registry.tell(("stored", tenant_id))
