@@ -109,11 +109,11 @@ class TenantActor(pykka.ThreadingActor):
         if changed:
             cell.snapshot = None if self._dna is None else self._dna.copy()
             cell.recent = True
-        for future, answer, error in answers:
-            if error is None:
+        for future, answer, failure in answers:
+            if failure is None:
                 future.set(answer)
             else:
-                future.set_exception(error)
+                future.set_exception(failure)
         return handover
 
     def _apply(self, operation: Operation) -> Any:
