@@ -75,59 +75,66 @@ class Handover(Operation):
 
 
 class TenantCell:
-    """One activation of one tenant.
+    """A tenant's identity in the store: its mailbox and its published profile.
 
-    * ``mailbox``: appended by any thread, popped by the serving actor until it
-      applies a ``Handover``, and by the registry after that.
-    * ``snapshot``: written by the serving actor only; ``None`` means the tenant
-      has no stored DNA. Never mutated once published.
-    * ``scheduled``: a wake-up for this cell is pending. Callers set it after
-      appending; the actor clears it *before* draining, so an operation
-      appended while it was set is always seen by that drain.
-    * ``closed``: set by the actor when it applies a ``Handover``. A caller that
-      finds it set after appending asks the registry to reroute the mailbox.
+    A cell lives as long as the store; the actor serving it comes and goes
+    (activation and passivation). Every field has one writer at a time:
+
+    * ``mailbox``: appended by any thread; popped only by the actor hosting
+      the cell, so operations are applied one at a time in mailbox order.
+    * ``snapshot``: the profile as of the last applied operation, written only
+      by the hosting actor and never mutated once published; ``None`` when the
+      tenant has no stored DNA. Readers copy it without a message.
+    * ``scheduled``: the wake-up token. Whoever sets it after appending is
+      responsible for getting the mailbox drained: it tells the host, or the
+      registry when there is none. The host clears it *before* draining, so an
+      operation appended while it was set is always seen by that drain.
+    * ``host``: the actor serving the cell; set by that actor when it adopts
+      the cell and cleared by it when it lets go (passivation).
+    * ``assigned``: the cell holds (or awaits) a host's slot. Registry-owned.
+    * ``releasing``: a ``Handover`` for it is queued; set by the registry,
+      cleared by the actor when it lets go. While set, no other actor may be
+      given the cell.
     * ``recent``: touched by every use, cleared by the registry's eviction clock.
     """
 
     __slots__ = (
-        "closed",
+        "assigned",
         "host",
         "mailbox",
         "recent",
-        "retired",
+        "releasing",
         "scheduled",
         "snapshot",
         "tenant_id",
     )
 
-    host: pykka.ActorRef[Any]
-    """The actor serving (or about to serve) this cell; set before any use."""
-
-    def __init__(self, tenant_id: str, snapshot: TenantDNA | None) -> None:
+    def __init__(self, tenant_id: str) -> None:
         self.tenant_id = tenant_id
-        self.snapshot = snapshot
         self.mailbox: deque[Operation] = deque()
-        # Set until the host adopts the cell: callers need not wake it, the
-        # adoption drains whatever arrived before.
-        self.scheduled = True
-        self.closed = False
+        self.snapshot: TenantDNA | None = None
+        self.scheduled = False
+        self.host: pykka.ActorRef[Any] | None = None
+        self.assigned = False
+        self.releasing = False
         self.recent = True
-        self.retired = False  # registry-owned: the host has let go of it
 
-    def post(self, operation: Operation) -> bool:
-        """Append ``operation`` and wake the host if needed.
+    def post(self, operation: Operation, registry: pykka.ActorRef[Any]) -> None:
+        """Append ``operation`` and, if no wake-up is pending, arrange one.
 
-        Returns ``False`` when the cell turned out to be closed: the operation
-        may be stranded, and the caller must ask the registry to reroute.
+        Raises ``pykka.ActorDeadError`` if the registry has stopped (the store
+        is closed).
         """
         self.mailbox.append(operation)
-        if self.closed:
-            return False
-        if not self.scheduled:
-            self.scheduled = True
+        if self.scheduled:
+            return
+        self.scheduled = True
+        host = self.host
+        if host is not None:
             try:
-                self.host.tell(self)
+                host.tell(self)
             except pykka.ActorDeadError:
-                # The host stopped after closing the cell; the registry drains it.
-                return False
-        return True
+                pass  # stopped with the store: the registry answers the token
+            else:
+                return
+        registry.tell(("activate", self))

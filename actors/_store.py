@@ -10,7 +10,7 @@ from typing import Any, Final
 import pykka
 import structlog
 
-from actors._cell import Delete, Operation, Save, Update
+from actors._cell import Delete, Operation, Save, TenantCell, Update
 from actors._errors import StoreClosed, check_tenant_id
 from actors._registry import Registry
 from dna import (
@@ -54,12 +54,11 @@ class TenantDNAStore:
         if max_active < 1:
             msg = f"max_active: expected an int >= 1, got {max_active!r}"
             raise ValueError(msg)
-        self._registry = Registry.start(max_active)
-        registry = self._registry.proxy()
-        # The registry's own dicts, read without a message (one writer, and a
-        # dict lookup is atomic); see Registry for who writes what.
-        self._directory = registry.directory.get()
-        self._passive = registry.passive.get()
+        # Tenant id -> cell. Callers add cells with setdefault (atomic), so
+        # every operation for a tenant meets in one mailbox; nothing removes
+        # them while the store is open.
+        self._directory: dict[str, TenantCell] = {}
+        self._registry = Registry.start(self._directory, max_active)
         self._closed = False
         # Drains and stops the actors if the store is dropped or the program
         # exits without close().
@@ -76,17 +75,11 @@ class TenantDNAStore:
         if self._closed:
             raise StoreClosed("the store is closed")
         cell = self._directory.get(tenant_id) if type(tenant_id) is str else None
-        if cell is not None:
-            cell.recent = True
-            snapshot = cell.snapshot
-        else:
+        if cell is None:
             check_tenant_id(tenant_id)
-            snapshot = self._passive.get(tenant_id)
-            if snapshot is None:
-                # Activated between the two lookups: the registry publishes the
-                # cell before it could drop the passive profile.
-                cell = self._directory.get(tenant_id)
-                snapshot = None if cell is None else cell.snapshot
+            return TenantDNA()
+        cell.recent = True
+        snapshot = cell.snapshot
         return TenantDNA() if snapshot is None else snapshot.copy()
 
     @property
@@ -119,6 +112,12 @@ class TenantDNAStore:
         neither ``list_tenants()`` nor ``count``, and no change submitted
         before the delete can bring it back: they are all applied before it.
         """
+        if self._closed:
+            raise StoreClosed("the store is closed")
+        if type(tenant_id) is str and tenant_id not in self._directory:
+            # No change was ever submitted for it: nothing to erase or to order.
+            check_tenant_id(tenant_id)
+            return
         self._submit(tenant_id, Delete()).get()
 
     def update_from_session(
@@ -170,6 +169,7 @@ class TenantDNAStore:
             return
         self._closed = True
         self._finalizer()
+        self._directory.clear()
 
     def __enter__(self) -> TenantDNAStore:
         return self
@@ -198,13 +198,13 @@ class TenantDNAStore:
     def _submit(self, tenant_id: str, operation: Operation) -> pykka.Future[Any]:
         if self._closed:
             raise StoreClosed("the store is closed")
-        cell = self._directory.get(tenant_id) if type(tenant_id) is str else None
+        directory = self._directory
+        cell = directory.get(tenant_id) if type(tenant_id) is str else None
+        if cell is None:
+            check_tenant_id(tenant_id)
+            cell = directory.setdefault(tenant_id, TenantCell(tenant_id))
         try:
-            if cell is None:
-                check_tenant_id(tenant_id)
-                self._registry.tell(("route", tenant_id, operation))
-            elif not cell.post(operation):
-                self._registry.tell(("reroute", cell))
+            cell.post(operation, self._registry)
         except pykka.ActorDeadError:
             raise StoreClosed("the store is closed") from None
         return operation.future
@@ -221,10 +221,14 @@ class TenantDNAStore:
 def _shut_down(registry: pykka.ActorRef[Registry]) -> None:
     if not registry.is_alive():
         return
+    # Everything submitted so far is applied before any actor is stopped.
+    flushes: list[pykka.Future[None]]
+    flushes = registry.ask(("flush",), block=True, timeout=_CLOSE_TIMEOUT)
+    for flush in flushes:
+        flush.get(timeout=_CLOSE_TIMEOUT)
     stops: list[tuple[pykka.Future[None], pykka.ActorRef[Any]]]
     stops = registry.ask(("close",), block=True, timeout=_CLOSE_TIMEOUT)
     for future, host in stops:
         future.get(timeout=_CLOSE_TIMEOUT)
         host.actor_stopped.wait(_CLOSE_TIMEOUT)
-    registry.ask(("finish",), timeout=_CLOSE_TIMEOUT)
     registry.stop(timeout=_CLOSE_TIMEOUT)

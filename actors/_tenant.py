@@ -34,9 +34,6 @@ class TenantActor(pykka.ThreadingActor):
         super().__init__()
         self._registry = registry
         self._cell = cell
-        # The cell is published before this thread starts; callers wake it
-        # through cell.host as soon as the adoption clears ``scheduled``.
-        cell.host = self.actor_ref
         self._dna: TenantDNA | None = None
         # Bound once: a lazy proxy would rebuild the logger on every event.
         self._log = structlog.get_logger("actors").bind()
@@ -50,17 +47,20 @@ class TenantActor(pykka.ThreadingActor):
         self._log.debug("tenant_actor_stopped", actor=self.actor_urn)
 
     def on_receive(self, message: Any) -> None:
-        # The only message is a wake-up naming a cell. One for a cell this actor
-        # no longer (or not yet) serves is stale: the registry or the adoption
-        # drains that mailbox.
+        # The only message is a wake-up naming a cell, sent by the holder of
+        # its token. For a cell this actor has let go of, the token passes to
+        # the registry, which finds the cell a host.
         if message is self._cell:
             self._drain()
-        elif not isinstance(message, TenantCell):
+        elif isinstance(message, TenantCell):
+            self._registry.tell(("activate", message))
+        else:
             self._log.warning("unexpected_message", type=type(message).__name__)
 
     def _adopt(self, cell: TenantCell) -> None:
         self._cell = cell
         self._dna = None if cell.snapshot is None else cell.snapshot.copy()
+        cell.host = self.actor_ref
         self._log.debug("tenant_activated", tenant_id=cell.tenant_id)
 
     def _drain(self) -> None:
@@ -70,14 +70,23 @@ class TenantActor(pykka.ThreadingActor):
             handover = self._drain_cell(cell)
             if handover is None:
                 return
-            cell.closed = True
-            self._log.debug("tenant_passivated", tenant_id=cell.tenant_id)
-            self._registry.tell(("passivated", cell))
+            self._let_go(cell)
             handover.future.set(None)
             if handover.next_cell is None:
                 self.stop()
                 return
             self._adopt(handover.next_cell)
+
+    def _let_go(self, cell: TenantCell) -> None:
+        """Passivate: the profile stays published in ``cell.snapshot``."""
+        cell.host = None
+        cell.releasing = False
+        cell.scheduled = False
+        self._log.debug("tenant_passivated", tenant_id=cell.tenant_id)
+        # Operations that arrived after the handover need another host.
+        if cell.mailbox and not cell.scheduled:
+            cell.scheduled = True
+            self._registry.tell(("activate", cell))
 
     def _drain_cell(self, cell: TenantCell) -> Handover | None:
         """Apply the cell's mailbox up to its end or a ``Handover`` (returned)."""

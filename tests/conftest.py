@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 
 import pytest
 from hypothesis import HealthCheck, settings
 
 import dna
+from actors import TenantDNAStore
+from dna import TenantDNA
 
 # Shared 2-core machines: generation time varies, so no deadlines or slowness checks.
 settings.register_profile(
@@ -37,3 +40,27 @@ def clock() -> Iterator[TickingClock]:
         yield ticking
     finally:
         dna.set_clock(previous)
+
+
+@pytest.fixture
+def store() -> Iterator[TenantDNAStore]:
+    with TenantDNAStore() as opened:
+        yield opened
+
+
+def sessions_applied(dna: TenantDNA) -> int:
+    """How many ``{"task_complexity": 1.0}`` sessions at alpha 0.01 made ``dna``.
+
+    From the default 0.5, n such sessions give ``1 - 0.5 * 0.99**n``.
+    """
+    return round(math.log((1.0 - dna.avg_task_complexity) / 0.5) / math.log(0.99))
+
+
+PROBE = {"task_complexity": 1.0}
+
+
+def learned(dna: TenantDNA) -> dict[str, object]:
+    """The profile's learned fields: everything but ``last_updated``."""
+    fields = dna.to_dict()
+    del fields["last_updated"]
+    return fields

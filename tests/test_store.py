@@ -1,0 +1,342 @@
+"""Every clause of the store's contract, one behaviour per test."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pykka
+import pytest
+from structlog.testing import capture_logs
+
+from actors import InvalidTenantId, StoreClosed, TenantDNAStore
+from dna import InvalidSessionMetrics, TenantDNA
+from tests.conftest import PROBE, learned, sessions_applied
+
+ROOT = Path(__file__).resolve().parent.parent
+SEED = {
+    "task_complexity": 0.8,
+    "model_tier": "orchestrator",
+    "tokens_used": 5000,
+    "tools_used": {"code_interpreter": 5, "search": 2},
+    "hour_utc": 14,
+    "risk_score": 0.4,
+    "intent": "code_generation",
+}
+
+
+def test_a_new_store_is_empty(store: TenantDNAStore) -> None:
+    assert store.count == 0
+    assert store.list_tenants() == []
+
+
+def test_get_of_an_unknown_tenant_is_a_default_profile_and_stores_nothing(
+    store: TenantDNAStore,
+) -> None:
+    assert learned(store.get("acme")) == learned(TenantDNA())
+    assert store.count == 0
+    assert store.list_tenants() == []
+
+
+def test_save_stores_a_copy(store: TenantDNAStore) -> None:
+    dna = TenantDNA(avg_tokens_per_task=1234, peak_hours=[3])
+    store.save("acme", dna)
+    dna.peak_hours.append(4)
+    dna.avg_tokens_per_task = 1
+    assert store.get("acme") == TenantDNA(
+        avg_tokens_per_task=1234, peak_hours=[3], last_updated=dna.last_updated
+    )
+
+
+def test_get_returns_a_copy(store: TenantDNAStore) -> None:
+    store.save("acme", TenantDNA(common_intents=["chat"]))
+    first = store.get("acme")
+    first.common_intents.append("mutated")
+    first.tool_usage_frequency["x"] = 1.0
+    assert store.get("acme").common_intents == ["chat"]
+    assert store.get("acme").tool_usage_frequency == {}
+
+
+def test_save_replaces_what_was_there(store: TenantDNAStore) -> None:
+    store.update_from_session("acme", SEED)
+    replacement = TenantDNA(risk_profile=0.9)
+    store.save("acme", replacement)
+    assert store.get("acme") == replacement
+
+
+def test_save_needs_a_profile(store: TenantDNAStore) -> None:
+    with pytest.raises(TypeError, match="TenantDNA"):
+        store.save("acme", {"risk_profile": 0.9})  # type: ignore[arg-type]
+    assert store.count == 0
+
+
+def test_the_seed_pattern_round_trips(store: TenantDNAStore) -> None:
+    dna = store.get("acme")
+    dna.update_from_session(SEED)
+    store.save("acme", dna)
+    assert store.get("acme") == dna
+    assert store.count == 1
+
+
+def test_list_tenants_is_sorted_and_count_matches(store: TenantDNAStore) -> None:
+    for tenant in ["zeta", "alpha", "Mid", "beta"]:
+        store.save(tenant, TenantDNA())
+    assert store.list_tenants() == ["Mid", "alpha", "beta", "zeta"]
+    assert store.count == 4
+
+
+def test_update_from_session_starts_from_the_default_and_returns_a_copy(
+    store: TenantDNAStore,
+) -> None:
+    result = store.update_from_session("acme", SEED)
+    assert result.avg_tokens_per_task == 2600
+    assert result.avg_task_complexity == pytest.approx(0.56, abs=1e-15)
+    assert result == store.get("acme")
+    result.peak_hours.append(1)
+    assert store.get("acme").peak_hours == [14]
+    assert store.list_tenants() == ["acme"]
+
+
+def test_update_returns_the_profile_right_after_its_own_session(
+    store: TenantDNAStore,
+) -> None:
+    first = store.update_from_session("acme", {"tokens_used": 3000}, alpha=1.0)
+    second = store.update_from_session("acme", {"tokens_used": 4000}, alpha=1.0)
+    assert first.avg_tokens_per_task == 3000
+    assert second.avg_tokens_per_task == 4000
+
+
+def test_delete_erases_the_tenant(store: TenantDNAStore) -> None:
+    store.update_from_session("acme", SEED)
+    store.save("other", TenantDNA())
+    store.delete("acme")
+    assert store.get("acme").avg_tokens_per_task == 2000
+    assert store.list_tenants() == ["other"]
+    assert store.count == 1
+
+
+def test_delete_is_idempotent(store: TenantDNAStore) -> None:
+    store.delete("never-seen")
+    store.save("acme", TenantDNA())
+    store.delete("acme")
+    store.delete("acme")
+    assert store.count == 0
+
+
+def test_a_deleted_tenant_starts_again_from_the_default(store: TenantDNAStore) -> None:
+    store.update_from_session("acme", {"tokens_used": 9000}, alpha=1.0)
+    store.delete("acme")
+    assert store.update_from_session("acme", {}).avg_tokens_per_task == 2000
+    assert store.count == 1
+
+
+@pytest.mark.parametrize(
+    "tenant_id",
+    ["", "x" * 257, "tab\there", "nul\x00", "del\x7f", "c1\x85", None, 42, b"acme"],
+)
+def test_invalid_tenant_ids_are_rejected_everywhere(
+    store: TenantDNAStore, tenant_id: Any
+) -> None:
+    calls = [
+        lambda: store.get(tenant_id),
+        lambda: store.save(tenant_id, TenantDNA()),
+        lambda: store.delete(tenant_id),
+        lambda: store.update_from_session(tenant_id, {}),
+        lambda: store.update_from_session_async(tenant_id, {}),
+    ]
+    for call in calls:
+        with pytest.raises(InvalidTenantId, match="tenant_id"):
+            call()
+    assert store.count == 0
+
+
+def test_the_longest_and_unicode_ids_are_valid(store: TenantDNAStore) -> None:
+    for tenant_id in ["x" * 256, "ünïcødé ✓", "with space"]:
+        store.save(tenant_id, TenantDNA())
+    assert store.count == 3
+
+
+def test_invalid_metrics_raise_and_change_nothing(store: TenantDNAStore) -> None:
+    store.update_from_session("acme", SEED)
+    before = store.get("acme")
+    with pytest.raises(InvalidSessionMetrics, match="hour_utc"):
+        store.update_from_session("acme", {"task_complexity": 0.1, "hour_utc": 99})
+    with pytest.raises(InvalidSessionMetrics, match="alpha"):
+        store.update_from_session("acme", {"task_complexity": 0.1}, alpha=float("nan"))
+    assert store.get("acme") == before
+
+
+def test_a_rejected_update_then_a_good_one(store: TenantDNAStore) -> None:
+    with pytest.raises(InvalidSessionMetrics):
+        store.update_from_session("acme", {"tokens_used": -1})
+    assert store.count == 0
+    assert store.update_from_session("acme", {"tokens_used": 3000}, alpha=1.0) == (
+        store.get("acme")
+    )
+    assert store.get("acme").avg_tokens_per_task == 3000
+
+
+def test_async_update_resolves_to_the_profile_after_it(store: TenantDNAStore) -> None:
+    future = store.update_from_session_async("acme", SEED)
+    assert isinstance(future, pykka.Future)
+    result = future.get(timeout=10)
+    assert result.avg_tokens_per_task == 2600
+    assert store.get("acme") == result
+
+
+def test_async_update_raises_invalid_metrics_through_the_future(
+    store: TenantDNAStore,
+) -> None:
+    future = store.update_from_session_async("acme", {"risk_score": 2.0})
+    with pytest.raises(InvalidSessionMetrics, match="risk_score"):
+        future.get(timeout=10)
+    assert store.count == 0
+
+
+def test_async_update_is_awaitable(store: TenantDNAStore) -> None:
+    async def learn() -> TenantDNA:
+        result: TenantDNA = await store.update_from_session_async("acme", SEED)
+        return result
+
+    assert asyncio.run(learn()).avg_tokens_per_task == 2600
+
+
+def test_flush_waits_for_fire_and_forget_updates(store: TenantDNAStore) -> None:
+    for _ in range(300):
+        store.update_from_session_async("acme", PROBE, alpha=0.01)
+    store.flush(timeout=30)
+    assert sessions_applied(store.get("acme")) == 300
+
+
+def test_close_applies_what_was_submitted(store: TenantDNAStore) -> None:
+    futures = [
+        store.update_from_session_async(f"t{i % 5}", PROBE, alpha=0.01)
+        for i in range(500)
+    ]
+    store.close()
+    assert all(future.get(timeout=10) is not None for future in futures)
+
+
+def test_a_closed_store_refuses_every_call() -> None:
+    store = TenantDNAStore()
+    store.save("acme", TenantDNA())
+    store.close()
+    store.close()  # idempotent
+    calls = [
+        lambda: store.get("acme"),
+        lambda: store.save("acme", TenantDNA()),
+        lambda: store.delete("acme"),
+        lambda: store.update_from_session("acme", {}),
+        lambda: store.update_from_session_async("acme", {}),
+        store.list_tenants,
+        lambda: store.count,
+        store.flush,
+    ]
+    for call in calls:
+        with pytest.raises(StoreClosed):
+            call()
+
+
+def test_close_stops_every_actor() -> None:
+    store = TenantDNAStore(max_active=4)
+    for i in range(10):
+        store.update_from_session(f"t{i}", PROBE)
+    store.close()
+    assert [ref for ref in pykka.ActorRegistry.get_all() if ref.is_alive()] == []
+
+
+def test_max_active_must_be_a_positive_int() -> None:
+    with pytest.raises(ValueError, match="max_active"):
+        TenantDNAStore(max_active=0)
+    with pytest.raises(TypeError, match="max_active"):
+        TenantDNAStore(max_active=True)
+
+
+def test_passivated_tenants_keep_their_profiles() -> None:
+    # Two actors for twenty tenants: most are passivated most of the time.
+    with TenantDNAStore(max_active=2) as store:
+        for round_ in range(3):
+            for i in range(20):
+                store.update_from_session(f"t{i}", PROBE, alpha=0.01)
+                assert sessions_applied(store.get(f"t{i}")) == round_ + 1
+        assert store.count == 20
+        assert all(sessions_applied(store.get(f"t{i}")) == 3 for i in range(20))
+        store.delete("t7")
+        assert store.count == 19
+        assert "t7" not in store.list_tenants()
+        assert learned(store.get("t7")) == learned(TenantDNA())
+
+
+def test_events_name_the_tenant_and_never_the_profile() -> None:
+    with capture_logs() as events, TenantDNAStore() as store:
+        store.update_from_session("acme", SEED)
+        with pytest.raises(InvalidSessionMetrics):
+            store.update_from_session("acme", {"hour_utc": 24})
+        store.delete("acme")
+    by_name = {event["event"]: event for event in events}
+    assert by_name["profile_updated"]["tenant_id"] == "acme"
+    assert set(by_name["profile_updated"]["keys"]) == set(SEED)
+    assert by_name["session_metrics_rejected"] == {
+        "event": "session_metrics_rejected",
+        "tenant_id": "acme",
+        "key": "hour_utc",
+        "log_level": "warning",
+    }
+    assert by_name["tenant_erased"]["tenant_id"] == "acme"
+    assert {"tenant_actor_started", "tenant_actor_stopped"} <= set(by_name)
+    assert {"tenant_activated", "tenant_passivated"} <= set(by_name)
+    # Profile contents never reach the logs.
+    assert "code_generation" not in json.dumps(events, default=str)
+    assert "5000" not in json.dumps(events, default=str)
+
+
+def test_the_seed_example_runs_unchanged() -> None:
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "seed_example.py")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    lines = result.stdout.splitlines()
+    for expected in [
+        "Complexity: 0.56",
+        "Preferred tier: orchestrator",
+        "Avg tokens: 2600",
+        "Risk: 0.32",
+    ]:
+        assert expected in lines
+
+
+def test_the_seed_import_path_gives_the_same_classes() -> None:
+    from corteX.tenancy import dna as seed
+
+    assert seed.TenantDNA is TenantDNA
+    assert seed.TenantDNAStore is TenantDNAStore
+
+
+def test_a_program_that_never_closes_its_store_exits_promptly() -> None:
+    program = (
+        "import logging, structlog\n"
+        "structlog.configure(\n"
+        "    wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING)\n"
+        ")\n"
+        "from actors import TenantDNAStore\n"
+        "store = TenantDNAStore()\n"
+        "for i in range(50):\n"
+        "    store.update_from_session(f't{i}', {'tokens_used': 10})\n"
+        "store.update_from_session_async('t0', {'tokens_used': 10})\n"
+        "print('done')\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", program],
+        capture_output=True,
+        text=True,
+        timeout=10,
+        check=True,
+    )
+    assert result.stdout == "done\n"
