@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 import pykka
 
+from actors._future import Reply
+
 if TYPE_CHECKING:
     from dna import SessionMetrics, TenantDNA
 
@@ -25,7 +27,7 @@ class Operation:
     __slots__ = ("future",)
 
     def __init__(self) -> None:
-        self.future: pykka.ThreadingFuture[Any] = pykka.ThreadingFuture()
+        self.future: Reply[Any] = Reply()
 
 
 class Update(Operation):

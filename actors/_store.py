@@ -12,6 +12,7 @@ import structlog
 
 from actors._cell import Delete, Operation, Save, TenantCell, Update
 from actors._errors import StoreClosed, check_tenant_id
+from actors._future import Reply
 from actors._registry import Registry
 from dna import (
     InvalidSessionMetrics,
@@ -148,7 +149,7 @@ class TenantDNAStore:
         try:
             update = self._update(tenant_id, session_metrics, alpha)
         except InvalidSessionMetrics:
-            future: pykka.ThreadingFuture[TenantDNA] = pykka.ThreadingFuture()
+            future: Reply[TenantDNA] = Reply()
             future.set_exception()
             return future
         return self._submit(tenant_id, update)

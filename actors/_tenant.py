@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -9,6 +10,7 @@ import pykka
 import structlog
 
 from actors._cell import Delete, Flush, Handover, Operation, Save, TenantCell, Update
+from actors._future import Reply
 from dna import TenantDNA
 
 if TYPE_CHECKING:
@@ -37,6 +39,10 @@ class TenantActor(pykka.ThreadingActor):
         self._dna: TenantDNA | None = None
         # Bound once: a lazy proxy would rebuild the logger on every event.
         self._log = structlog.get_logger("actors").bind()
+        # Naming the keys of every session costs more than the event when the
+        # application filters debug events out; ask once.
+        enabled = getattr(self._log, "is_enabled_for", None)
+        self._log_updates = enabled is None or bool(enabled(logging.DEBUG))
 
     def on_start(self) -> None:
         self._log.debug("tenant_actor_started", actor=self.actor_urn)
@@ -91,7 +97,7 @@ class TenantActor(pykka.ThreadingActor):
     def _drain_cell(self, cell: TenantCell) -> Handover | None:
         """Apply the cell's mailbox up to its end or a ``Handover`` (returned)."""
         mailbox = cell.mailbox
-        answers: list[tuple[pykka.ThreadingFuture[Any], Any, ExcInfo | None]] = []
+        answers: list[tuple[Reply[Any], Any, ExcInfo | None]] = []
         changed = False
         handover = None
         while mailbox:
@@ -135,9 +141,12 @@ class TenantActor(pykka.ThreadingActor):
                 dna = self._dna = TenantDNA()
                 self._stored(tenant_id)
             dna.apply_session(operation.session, operation.alpha)
-            self._log.debug(
-                "profile_updated", tenant_id=tenant_id, keys=operation.session.present
-            )
+            if self._log_updates:
+                self._log.debug(
+                    "profile_updated",
+                    tenant_id=tenant_id,
+                    keys=operation.session.present,
+                )
             return dna.copy()
         if kind is Save:
             assert isinstance(operation, Save)

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from dna import _rules
 from dna._errors import InvalidSessionMetrics
@@ -21,12 +20,12 @@ KEYS = (
 """The metrics the profile learns from; any other key is ignored."""
 
 
-@dataclass(frozen=True, slots=True)
-class SessionMetrics:
+class SessionMetrics(NamedTuple):
     """One session's metrics, every present value already checked.
 
     Build it with :func:`parse_session_metrics`; ``None`` means the metric was
     absent. ``tools_used`` keeps the caller's order and sums to ``tools_total``.
+    (A named tuple: immutable, and the cheapest record Python builds.)
     """
 
     task_complexity: float | None = None

@@ -1,0 +1,62 @@
+"""A one-shot reply mailbox that is a ``pykka.Future``."""
+
+from __future__ import annotations
+
+import queue
+import sys
+from typing import Any, Generic, TypeVar
+
+import pykka
+
+T = TypeVar("T")
+
+_PENDING: Any = object()
+
+
+class Reply(pykka.Future[T], Generic[T]):
+    """A ``pykka.Future`` backed by a ``queue.SimpleQueue`` of one message.
+
+    ``pykka.ThreadingFuture`` builds a ``threading.Condition`` per future,
+    which costs more than a whole profile update; a ``SimpleQueue`` is made and
+    signalled in C. The value is stored before the signal, and every waiter
+    passes the signal on, so any number of threads may ``get()`` it.
+    """
+
+    __slots__ = ("_exc_info", "_signal", "_value")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._signal: queue.SimpleQueue[None] = queue.SimpleQueue()
+        self._value: Any = _PENDING
+        self._exc_info: Any = None
+
+    def get(self, *, timeout: float | None = None) -> T:
+        if self._get_hook is not None:
+            return super().get(timeout=timeout)
+        if self._value is _PENDING:
+            try:
+                self._signal.get(timeout=timeout)
+            except queue.Empty:
+                raise pykka.Timeout(f"{timeout} seconds") from None
+            self._signal.put(None)
+        if self._exc_info is not None:
+            raise self._exc_info[1].with_traceback(self._exc_info[2])
+        value: T = self._value
+        return value
+
+    def set(self, value: Any | None = None) -> None:
+        if self._value is not _PENDING:
+            raise queue.Full
+        self._value = value
+        self._signal.put(None)
+
+    def set_exception(self, exc_info: Any = None) -> None:
+        if self._value is not _PENDING:
+            raise queue.Full
+        if exc_info is None:
+            exc_info = sys.exc_info()
+        if exc_info[1] is None:
+            exc_info = (exc_info[0], exc_info[0](), exc_info[2])
+        self._exc_info = exc_info
+        self._value = None
+        self._signal.put(None)
