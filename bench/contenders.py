@@ -1,0 +1,235 @@
+"""The contenders: one small interface, several ways to serve profiles.
+
+* ``lock`` — a dict of profiles behind one ``threading.Lock``: the cost of the
+  work itself in CPython, the practical limit. (Bench-only code: the no-locks
+  rule is for ``dna`` and ``actors``.)
+* ``naive-actors`` — plain pykka, the first design one writes: a registry actor
+  maps each tenant to its own actor, created on first use, and every call is an
+  ``ask`` to the registry for the tenant's ref and then an ``ask`` to the tenant.
+* ``store-ack`` / ``store-async`` — :class:`actors.TenantDNAStore`, updates
+  acknowledged (``update_from_session``) or fire-and-forget
+  (``update_from_session_async``, drained by ``flush`` before the clock stops).
+* ``seed-pattern`` — the seed's get → mutate → save on the store. It races by
+  design and shows what the store's atomic update prevents; it is the only
+  contender allowed to lose updates.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import pykka
+
+from dna import TenantDNA
+
+Metrics = Mapping[str, Any]
+
+
+class Contender(Protocol):
+    """What the runner calls; every contender serves the same five calls."""
+
+    def get(self, tenant_id: str) -> TenantDNA:
+        """A copy of the tenant's profile (a default one if none is stored)."""
+        ...
+
+    def update(self, tenant_id: str, metrics: Metrics, alpha: float) -> TenantDNA:
+        """Apply one session and wait until it is applied."""
+        ...
+
+    def update_async(self, tenant_id: str, metrics: Metrics, alpha: float) -> object:
+        """Submit one session without waiting for it."""
+        ...
+
+    def flush(self) -> None:
+        """Return once every update submitted before the call is applied."""
+        ...
+
+    def close(self) -> None:
+        """Release everything; the contender is not used afterwards."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class ContenderSpec:
+    """A named way to build a fresh contender and drive its updates.
+
+    ``asynchronous`` makes the runner call ``update_async`` (and ``flush``
+    inside the clock); ``racy`` marks the one contender allowed to lose updates.
+    ``ops_share`` caps a slow contender's runs at that share of the base
+    operation count: it runs the first operations of the same plan.
+    """
+
+    name: str
+    make: Callable[[], Contender]
+    asynchronous: bool = False
+    racy: bool = False
+    ops_share: float = 1.0
+
+
+class LockedDict:
+    """Profiles in a dict behind one lock; every call holds it for its work."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._profiles: dict[str, TenantDNA] = {}
+
+    def get(self, tenant_id: str) -> TenantDNA:
+        with self._lock:
+            dna = self._profiles.get(tenant_id)
+            return TenantDNA() if dna is None else dna.copy()
+
+    def update(self, tenant_id: str, metrics: Metrics, alpha: float) -> TenantDNA:
+        with self._lock:
+            dna = self._profiles.get(tenant_id)
+            if dna is None:
+                dna = self._profiles[tenant_id] = TenantDNA()
+            dna.update_from_session(metrics, alpha)
+            return dna.copy()
+
+    def update_async(self, tenant_id: str, metrics: Metrics, alpha: float) -> object:
+        return self.update(tenant_id, metrics, alpha)
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        with self._lock:
+            self._profiles.clear()
+
+
+class _TenantActor(pykka.ThreadingActor):
+    """One tenant's profile; messages are ``(kind, *args)`` tuples."""
+
+    use_daemon_thread = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._dna = TenantDNA()
+
+    def on_receive(self, message: Any) -> Any:
+        kind = message[0]
+        if kind == "update":
+            self._dna.update_from_session(message[1], message[2])
+            return self._dna.copy()
+        if kind == "get":
+            return self._dna.copy()
+        return None  # "ping": everything sent before it has been applied
+
+
+class _RegistryActor(pykka.ThreadingActor):
+    """Tenant id -> tenant actor, started on first use."""
+
+    use_daemon_thread = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._tenants: dict[str, pykka.ActorRef[_TenantActor]] = {}
+
+    def on_receive(self, message: Any) -> Any:
+        kind, tenant_id = message
+        if kind == "all":
+            return list(self._tenants.values())
+        ref = self._tenants.get(tenant_id)
+        if ref is None:
+            ref = self._tenants[tenant_id] = _TenantActor.start()
+        return ref
+
+
+class NaiveActors:
+    """Plain pykka: two ``ask`` round trips per call, all through one registry."""
+
+    def __init__(self) -> None:
+        self._registry = _RegistryActor.start()
+
+    def _tenant(self, tenant_id: str) -> pykka.ActorRef[_TenantActor]:
+        ref: pykka.ActorRef[_TenantActor] = self._registry.ask(
+            ("ref", tenant_id), block=True
+        )
+        return ref
+
+    def get(self, tenant_id: str) -> TenantDNA:
+        dna: TenantDNA = self._tenant(tenant_id).ask(("get",), block=True)
+        return dna
+
+    def update(self, tenant_id: str, metrics: Metrics, alpha: float) -> TenantDNA:
+        dna: TenantDNA = self._tenant(tenant_id).ask(
+            ("update", metrics, alpha), block=True
+        )
+        return dna
+
+    def update_async(self, tenant_id: str, metrics: Metrics, alpha: float) -> object:
+        return self._tenant(tenant_id).ask(("update", metrics, alpha), block=False)
+
+    def flush(self) -> None:
+        refs: list[pykka.ActorRef[_TenantActor]] = self._registry.ask(
+            ("all", None), block=True
+        )
+        for future in [ref.ask(("ping",), block=False) for ref in refs]:
+            future.get(timeout=60)
+
+    def close(self) -> None:
+        if not self._registry.is_alive():
+            return
+        refs: list[pykka.ActorRef[_TenantActor]] = self._registry.ask(
+            ("all", None), block=True
+        )
+        for future in [ref.stop(block=False) for ref in refs]:
+            future.get(timeout=60)
+        self._registry.stop(timeout=60)
+
+
+class StoreContender:
+    """:class:`actors.TenantDNAStore` as it is: its methods, bound, no wrapper."""
+
+    def __init__(self) -> None:
+        from actors import TenantDNAStore
+
+        self._store = TenantDNAStore()
+        self.get: Callable[[str], TenantDNA] = self._store.get
+        self.update: Callable[[str, Metrics, float], TenantDNA] = (
+            self._store.update_from_session
+        )
+        self.update_async: Callable[[str, Metrics, float], object] = (
+            self._store.update_from_session_async
+        )
+        self.flush: Callable[[], None] = self._store.flush
+        self.close: Callable[[], None] = self._store.close
+
+
+class SeedPattern:
+    """The seed's read-modify-write on the store: get, mutate the copy, save.
+
+    Two threads that read the same profile both save their own version, and
+    the first one's session is lost. Kept to show the race, not as a contender.
+    """
+
+    def __init__(self) -> None:
+        from actors import TenantDNAStore
+
+        self._store = TenantDNAStore()
+        self.get: Callable[[str], TenantDNA] = self._store.get
+        self.flush: Callable[[], None] = self._store.flush
+        self.close: Callable[[], None] = self._store.close
+
+    def update(self, tenant_id: str, metrics: Metrics, alpha: float) -> TenantDNA:
+        dna = self._store.get(tenant_id)
+        dna.update_from_session(metrics, alpha)
+        self._store.save(tenant_id, dna)
+        return dna
+
+    def update_async(self, tenant_id: str, metrics: Metrics, alpha: float) -> object:
+        return self.update(tenant_id, metrics, alpha)
+
+
+CONTENDERS = (
+    ContenderSpec("lock", LockedDict),
+    # About ten times slower than lock; a full share would take most of the run.
+    ContenderSpec("naive-actors", NaiveActors, ops_share=0.25),
+    ContenderSpec("store-ack", StoreContender),
+    ContenderSpec("store-async", StoreContender, asynchronous=True),
+    ContenderSpec("seed-pattern", SeedPattern, racy=True),
+)
+"""Every contender, in table order; ``lock`` first, it is the reference."""

@@ -1,0 +1,181 @@
+"""The benchmark harness: its workload, and a real ``--quick`` run's output.
+
+Only structure and correctness are checked here, never a timing: the figures
+of a shared machine are noise, the lost-update count is not.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bench.contenders import CONTENDERS
+from bench.workload import (
+    PROBE_ALPHA,
+    SCENARIOS,
+    LatentProfile,
+    Workload,
+    applied_sessions,
+)
+from dna import TenantDNA, parse_session_metrics
+
+ROOT = Path(__file__).resolve().parents[1]
+REQUIRED = {
+    "scenario": str,
+    "contender": str,
+    "ops_per_s": float,
+    "ratio_to_lock": float,
+    "p50_us": float,
+    "p99_us": float,
+    "lost_updates": int,
+    "threads_peak": int,
+    "tenants": int,
+    "threads": int,
+    "ops": int,
+    "seconds": float,
+    "machine": dict,
+}
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("bench")
+    result = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "ops/s" in result.stdout
+    return out
+
+
+@pytest.fixture(scope="module")
+def rows(quick_run: Path) -> list[dict[str, Any]]:
+    loaded: list[dict[str, Any]] = json.loads((quick_run / "results.json").read_text())
+    return loaded
+
+
+def test_quick_run_has_a_row_for_every_scenario_and_contender(
+    rows: list[dict[str, Any]],
+) -> None:
+    pairs = Counter((row["scenario"], row["contender"]) for row in rows)
+    expected = {(s.name, c.name) for s in SCENARIOS for c in CONTENDERS}
+    assert set(pairs) == expected
+    assert all(count == 1 for count in pairs.values())
+
+
+def test_every_row_has_the_required_figures(rows: list[dict[str, Any]]) -> None:
+    for row in rows:
+        for key, kind in REQUIRED.items():
+            assert isinstance(row[key], kind), (row["contender"], key, row[key])
+        for key in ("ops_per_s", "ratio_to_lock", "p50_us", "p99_us", "seconds"):
+            assert math.isfinite(row[key]), (key, row[key])
+            assert row[key] > 0, (key, row[key])
+        assert row["threads_peak"] >= row["threads"]
+        assert row["ops"] > 0
+        assert row["rss_per_tenant_bytes"] is None or row["rss_per_tenant_bytes"] >= 0
+        machine = row["machine"]
+        assert machine["cores"] >= 1
+        assert machine["python"]
+        assert machine["pykka"]
+
+
+def test_lock_is_its_own_reference(rows: list[dict[str, Any]]) -> None:
+    for row in rows:
+        if row["contender"] == "lock":
+            assert row["ratio_to_lock"] == 1.0
+
+
+def test_no_contender_but_the_seed_pattern_loses_an_update(
+    rows: list[dict[str, Any]],
+) -> None:
+    racy = {spec.name for spec in CONTENDERS if spec.racy}
+    assert racy == {"seed-pattern"}
+    for row in rows:
+        assert row["probe_sessions"] > 0, row["scenario"]
+        if row["contender"] not in racy:
+            assert row["lost_updates"] == 0, (row["scenario"], row["contender"])
+
+
+def test_quick_run_writes_a_png_chart(quick_run: Path) -> None:
+    assert (quick_run / "results.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_same_seed_gives_the_same_operations() -> None:
+    for scenario in SCENARIOS:
+        first = Workload(tenants=300, seed=7).plan(scenario, 800)
+        second = Workload(tenants=300, seed=7).plan(scenario, 800)
+        assert first == second
+
+
+def test_another_seed_gives_other_operations() -> None:
+    scenario = SCENARIOS[0]
+    first = Workload(tenants=300, seed=7).plan(scenario, 800)
+    other = Workload(tenants=300, seed=8).plan(scenario, 800)
+    assert first.phases != other.phases
+
+
+def test_tenants_are_drawn_zipf() -> None:
+    workload = Workload(tenants=1000, seed=3)
+    drawn = Counter(workload.draw_tenants(random.Random(3), 50_000))
+    busiest = drawn[workload.tenant_ids[0]]
+    median = drawn[workload.tenant_ids[len(workload.tenant_ids) // 2]]
+    # With s = 1.1 rank 1 is drawn 500**1.1 (about 930) times as often as rank 501.
+    assert busiest > 100 * max(1, median)
+    assert drawn.most_common(1)[0][0] == workload.tenant_ids[0]
+
+
+def test_sessions_are_valid_metrics() -> None:
+    workload = Workload(tenants=200, seed=5)
+    for scenario in SCENARIOS:
+        plan = workload.plan(scenario, 1600)
+        ops = [op for phase in plan.phases for thread in phase for op in thread]
+        ops += plan.warm
+        for op in ops:
+            if op.update:
+                parse_session_metrics(op.metrics)
+
+
+def test_a_tenant_s_sessions_are_coherent() -> None:
+    rng = random.Random(11)
+    profile = LatentProfile.draw(rng)
+    sessions = [profile.session(rng) for _ in range(300)]
+    assert all(set(s["tools_used"]) <= set(profile.tools) for s in sessions)
+    assert all(s["intent"] in profile.intents for s in sessions)
+    assert 2 <= len(profile.tools) <= 6
+    mean = sum(s["task_complexity"] for s in sessions) / len(sessions)
+    assert abs(mean - profile.complexity) < 0.1
+
+
+def test_probe_sessions_are_counted_back_from_the_profile() -> None:
+    dna = TenantDNA()
+    rng = random.Random(2)
+    profile = LatentProfile.draw(rng)
+    for sent in range(1, 2001):
+        dna.update_from_session(profile.probe_session(rng), alpha=PROBE_ALPHA)
+        if sent in (1, 2, 10, 999, 2000):
+            assert applied_sessions(dna.avg_task_complexity) == sent
+    assert applied_sessions(TenantDNA().avg_task_complexity) == 0
+
+
+def test_every_probe_stays_within_the_recoverable_count() -> None:
+    workload = Workload(tenants=500, seed=1)
+    for scenario in SCENARIOS:
+        plan = workload.plan(scenario, 24_000)
+        assert plan.probes
+        assert max(plan.probes.values()) <= 2000
+        head = plan.head(4000)
+        assert head.ops <= plan.ops
+        assert sum(head.probes.values()) <= sum(plan.probes.values())
