@@ -22,13 +22,14 @@ class Reply(pykka.Future[T], Generic[T]):
     passes the signal on, so any number of threads may ``get()`` it.
     """
 
-    __slots__ = ("_exc_info", "_signal", "_value")
+    __slots__ = ("_copied", "_exc_info", "_signal", "_value")
 
     def __init__(self) -> None:
         super().__init__()
         self._signal: queue.SimpleQueue[None] = queue.SimpleQueue()
         self._value: Any = _PENDING
         self._exc_info: Any = None
+        self._copied = False
 
     def get(self, *, timeout: float | None = None) -> T:
         if self._get_hook is not None:
@@ -41,12 +42,23 @@ class Reply(pykka.Future[T], Generic[T]):
             self._signal.put(None)
         if self._exc_info is not None:
             raise self._exc_info[1].with_traceback(self._exc_info[2])
-        value: T = self._value
+        value: T = self._value.copy() if self._copied else self._value
         return value
 
     def set(self, value: Any | None = None) -> None:
         if self._value is not _PENDING:
             raise queue.Full
+        self._value = value
+        self._signal.put(None)
+
+    def set_copied(self, value: Any) -> None:
+        """Resolve to ``value.copy()``, made afresh by every ``get()``.
+
+        For a value that others share and must never see mutated.
+        """
+        if self._value is not _PENDING:
+            raise queue.Full
+        self._copied = True
         self._value = value
         self._signal.put(None)
 

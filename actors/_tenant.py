@@ -16,6 +16,9 @@ from dna import TenantDNA
 if TYPE_CHECKING:
     from actors._registry import Registry
 
+_LATEST: Any = object()
+"""Answer of an update: the profile as it stands after it."""
+
 ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]
 
 
@@ -98,38 +101,54 @@ class TenantActor(pykka.ThreadingActor):
         """Apply the cell's mailbox up to its end or a ``Handover`` (returned)."""
         mailbox = cell.mailbox
         answers: list[tuple[Reply[Any], Any, ExcInfo | None]] = []
+        # The last update of a batch is answered with the snapshot itself, which
+        # its reply copies only if someone asks: fire-and-forget callers never
+        # pay for the copy. An update followed by another change needs its own.
+        latest: Reply[Any] | None = None
         changed = False
         handover = None
         while mailbox:
             operation = mailbox.popleft()
-            if type(operation) is Handover:
+            kind = type(operation)
+            if kind is Handover:
                 handover = operation
                 break
+            if kind is not Flush:
+                changed = True
+                if latest is not None:
+                    answers.append((latest, self._copy(), None))
+                    latest = None
             try:
                 answer = self._apply(operation)
             except Exception as error:  # every error goes back to its caller
                 self._log.exception(
                     "operation_failed",
                     tenant_id=cell.tenant_id,
-                    operation=type(operation).__name__,
+                    operation=kind.__name__,
                 )
                 exc_info = (type(error), error, error.__traceback__)
                 answers.append((operation.future, None, exc_info))
             else:
-                answers.append((operation.future, answer, None))
-            if type(operation) is not Flush:
-                changed = True
+                if answer is _LATEST:
+                    latest = operation.future
+                else:
+                    answers.append((operation.future, answer, None))
         # The snapshot goes out before any answer, so a caller whose change was
         # acknowledged reads it back (read-your-writes).
         if changed:
-            cell.snapshot = None if self._dna is None else self._dna.copy()
+            cell.snapshot = self._copy()
             cell.recent = True
+        if latest is not None:
+            latest.set_copied(cell.snapshot)
         for future, answer, failure in answers:
             if failure is None:
                 future.set(answer)
             else:
                 future.set_exception(failure)
         return handover
+
+    def _copy(self) -> TenantDNA | None:
+        return None if self._dna is None else self._dna.copy()
 
     def _apply(self, operation: Operation) -> Any:
         kind = type(operation)
@@ -147,7 +166,7 @@ class TenantActor(pykka.ThreadingActor):
                     tenant_id=tenant_id,
                     keys=operation.session.present,
                 )
-            return dna.copy()
+            return _LATEST
         if kind is Save:
             assert isinstance(operation, Save)
             if self._dna is None:

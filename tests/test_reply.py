@@ -10,6 +10,7 @@ import pykka
 import pytest
 
 from actors._future import Reply
+from dna import TenantDNA
 
 
 def test_every_waiting_thread_gets_the_value() -> None:
@@ -65,3 +66,14 @@ def test_pykka_combinators_and_await_work() -> None:
         return await reply
 
     assert asyncio.run(wait()) == 21
+
+
+def test_a_shared_value_is_copied_for_every_get() -> None:
+    shared = TenantDNA(peak_hours=[3])
+    reply: Reply[TenantDNA] = Reply()
+    reply.set_copied(shared)
+    first = reply.get(timeout=1)
+    first.peak_hours.append(4)
+    assert reply.get(timeout=1) == shared
+    assert shared.peak_hours == [3]
+    assert first is not reply.get(timeout=1)
