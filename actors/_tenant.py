@@ -109,10 +109,10 @@ class TenantActor(pykka.ThreadingActor):
         handover = None
         while mailbox:
             operation = mailbox.popleft()
-            kind = type(operation)
-            if kind is Handover:
+            if type(operation) is Handover:
                 handover = operation
                 break
+            kind = type(operation)
             if kind is not Flush:
                 changed = True
                 if latest is not None:
