@@ -39,7 +39,9 @@ class Registry(pykka.ThreadingActor):
         self._log = structlog.get_logger("actors").bind()
 
     def on_receive(self, message: Any) -> Any:
-        kind = message[0]
+        # A stray message must not stop the registry (pykka stops an actor
+        # whose handler raises for a tell), so its shape is checked first.
+        kind = message[0] if isinstance(message, tuple) and message else None
         if kind == "activate":
             self._activate(message[1])
         elif kind == "stored":

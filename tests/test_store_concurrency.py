@@ -10,6 +10,7 @@ import pykka
 import pytest
 
 from actors import TenantDNAStore
+from actors._registry import Registry
 from actors._tenant import TenantActor
 from dna import TenantDNA
 from tests.conftest import PROBE, learned, sessions_applied
@@ -187,4 +188,9 @@ def test_a_stray_message_does_not_stop_a_tenant_actor(store: TenantDNAStore) -> 
     for actor in pykka.ActorRegistry.get_by_class(TenantActor):
         actor.tell({"not": "a cell"})
         actor.tell(None)
+    for registry in pykka.ActorRegistry.get_by_class(Registry):
+        registry.tell(None)
+        registry.tell(("no such request",))
+        registry.tell(())
     assert sessions_applied(store.update_from_session("acme", PROBE, alpha=0.01)) == 2
+    assert store.count == 1
