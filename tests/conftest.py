@@ -58,6 +58,17 @@ def sessions_applied(dna: TenantDNA) -> int:
 
 PROBE = {"task_complexity": 1.0}
 
+SEED_SESSION = {
+    "task_complexity": 0.8,
+    "model_tier": "orchestrator",
+    "tokens_used": 5000,
+    "tools_used": {"code_interpreter": 5, "search": 2},
+    "hour_utc": 14,
+    "risk_score": 0.4,
+    "intent": "code_generation",
+}
+"""The session of the seed's example."""
+
 
 def learned(dna: TenantDNA) -> dict[str, object]:
     """The profile's learned fields: everything but ``last_updated``."""

@@ -28,6 +28,7 @@ from dna.insights import (
     recommend_tier,
     tools_to_prewarm,
 )
+from tests.conftest import SEED_SESSION
 from tests.strategies import bad_metric, profiles, session_metrics, unit
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -43,16 +44,6 @@ Anomaly score: 0.7
   tools never seen: 'shell'
 Expected tokens at 14:00 UTC: 1940 of 3880
 """
-
-SEED_SESSION = {
-    "task_complexity": 0.8,
-    "model_tier": "orchestrator",
-    "tokens_used": 5000,
-    "tools_used": {"code_interpreter": 5, "search": 2},
-    "hour_utc": 14,
-    "risk_score": 0.4,
-    "intent": "code_generation",
-}
 
 profile_objects = profiles.map(TenantDNA.from_dict)
 

@@ -8,16 +8,7 @@ import math
 import pytest
 
 from dna import TenantDNA
-
-SEED_SESSION = {
-    "task_complexity": 0.8,
-    "model_tier": "orchestrator",
-    "tokens_used": 5000,
-    "tools_used": {"code_interpreter": 5, "search": 2},
-    "hour_utc": 14,
-    "risk_score": 0.4,
-    "intent": "code_generation",
-}
+from tests.conftest import SEED_SESSION
 
 
 def test_defaults_match_the_seed(clock: object) -> None:

@@ -15,18 +15,9 @@ from structlog.testing import capture_logs
 
 from actors import InvalidTenantId, StoreClosed, TenantDNAStore
 from dna import InvalidSessionMetrics, TenantDNA
-from tests.conftest import PROBE, learned, sessions_applied
+from tests.conftest import PROBE, SEED_SESSION, learned, sessions_applied
 
 ROOT = Path(__file__).resolve().parent.parent
-SEED = {
-    "task_complexity": 0.8,
-    "model_tier": "orchestrator",
-    "tokens_used": 5000,
-    "tools_used": {"code_interpreter": 5, "search": 2},
-    "hour_utc": 14,
-    "risk_score": 0.4,
-    "intent": "code_generation",
-}
 
 
 def test_a_new_store_is_empty(store: TenantDNAStore) -> None:
@@ -62,7 +53,7 @@ def test_get_returns_a_copy(store: TenantDNAStore) -> None:
 
 
 def test_save_replaces_what_was_there(store: TenantDNAStore) -> None:
-    store.update_from_session("acme", SEED)
+    store.update_from_session("acme", SEED_SESSION)
     replacement = TenantDNA(risk_profile=0.9)
     store.save("acme", replacement)
     assert store.get("acme") == replacement
@@ -76,7 +67,7 @@ def test_save_needs_a_profile(store: TenantDNAStore) -> None:
 
 def test_the_seed_pattern_round_trips(store: TenantDNAStore) -> None:
     dna = store.get("acme")
-    dna.update_from_session(SEED)
+    dna.update_from_session(SEED_SESSION)
     store.save("acme", dna)
     assert store.get("acme") == dna
     assert store.count == 1
@@ -92,7 +83,7 @@ def test_list_tenants_is_sorted_and_count_matches(store: TenantDNAStore) -> None
 def test_update_from_session_starts_from_the_default_and_returns_a_copy(
     store: TenantDNAStore,
 ) -> None:
-    result = store.update_from_session("acme", SEED)
+    result = store.update_from_session("acme", SEED_SESSION)
     assert result.avg_tokens_per_task == 2600
     assert result.avg_task_complexity == pytest.approx(0.56, abs=1e-15)
     assert result == store.get("acme")
@@ -111,7 +102,7 @@ def test_update_returns_the_profile_right_after_its_own_session(
 
 
 def test_delete_erases_the_tenant(store: TenantDNAStore) -> None:
-    store.update_from_session("acme", SEED)
+    store.update_from_session("acme", SEED_SESSION)
     store.save("other", TenantDNA())
     store.delete("acme")
     assert store.get("acme").avg_tokens_per_task == 2000
@@ -161,7 +152,7 @@ def test_the_longest_and_unicode_ids_are_valid(store: TenantDNAStore) -> None:
 
 
 def test_invalid_metrics_raise_and_change_nothing(store: TenantDNAStore) -> None:
-    store.update_from_session("acme", SEED)
+    store.update_from_session("acme", SEED_SESSION)
     before = store.get("acme")
     with pytest.raises(InvalidSessionMetrics, match="hour_utc"):
         store.update_from_session("acme", {"task_complexity": 0.1, "hour_utc": 99})
@@ -181,7 +172,7 @@ def test_a_rejected_update_then_a_good_one(store: TenantDNAStore) -> None:
 
 
 def test_async_update_resolves_to_the_profile_after_it(store: TenantDNAStore) -> None:
-    future = store.update_from_session_async("acme", SEED)
+    future = store.update_from_session_async("acme", SEED_SESSION)
     assert isinstance(future, pykka.Future)
     result = future.get(timeout=10)
     assert result.avg_tokens_per_task == 2600
@@ -199,7 +190,7 @@ def test_async_update_raises_invalid_metrics_through_the_future(
 
 def test_async_update_is_awaitable(store: TenantDNAStore) -> None:
     async def learn() -> TenantDNA:
-        result: TenantDNA = await store.update_from_session_async("acme", SEED)
+        result: TenantDNA = await store.update_from_session_async("acme", SEED_SESSION)
         return result
 
     assert asyncio.run(learn()).avg_tokens_per_task == 2600
@@ -273,13 +264,13 @@ def test_passivated_tenants_keep_their_profiles() -> None:
 
 def test_events_name_the_tenant_and_never_the_profile() -> None:
     with capture_logs() as events, TenantDNAStore() as store:
-        store.update_from_session("acme", SEED)
+        store.update_from_session("acme", SEED_SESSION)
         with pytest.raises(InvalidSessionMetrics):
             store.update_from_session("acme", {"hour_utc": 24})
         store.delete("acme")
     by_name = {event["event"]: event for event in events}
     assert by_name["profile_updated"]["tenant_id"] == "acme"
-    assert set(by_name["profile_updated"]["keys"]) == set(SEED)
+    assert set(by_name["profile_updated"]["keys"]) == set(SEED_SESSION)
     assert by_name["session_metrics_rejected"] == {
         "event": "session_metrics_rejected",
         "tenant_id": "acme",
