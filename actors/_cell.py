@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import pykka
 
+from actors._errors import StoreClosed
 from actors._future import Reply
 
 if TYPE_CHECKING:
@@ -98,10 +99,13 @@ class TenantCell:
       cleared by the actor when it lets go. While set, no other actor may be
       given the cell.
     * ``recent``: touched by every use, cleared by the registry's eviction clock.
+    * ``closed``: set once by ``close()`` after every actor has stopped; from
+      then on whatever reaches the mailbox is answered with ``StoreClosed``.
     """
 
     __slots__ = (
         "assigned",
+        "closed",
         "host",
         "mailbox",
         "recent",
@@ -120,6 +124,7 @@ class TenantCell:
         self.assigned = False
         self.releasing = False
         self.recent = True
+        self.closed = False
 
     def post(self, operation: Operation, registry: pykka.ActorRef[Any]) -> None:
         """Append ``operation`` and, if no wake-up is pending, arrange one.
@@ -128,6 +133,11 @@ class TenantCell:
         is closed).
         """
         self.mailbox.append(operation)
+        if self.closed:
+            # Appended after (or while) close() swept the mailbox: no actor
+            # will ever drain it. Each operation is popped, and answered, once.
+            self.fail_pending()
+            return
         if self.scheduled:
             return
         self.scheduled = True
@@ -140,3 +150,15 @@ class TenantCell:
             else:
                 return
         registry.tell(("activate", self))
+
+    def fail_pending(self) -> None:
+        """Answer every operation left in the mailbox with ``StoreClosed``."""
+        mailbox = self.mailbox
+        while True:
+            try:
+                operation = mailbox.popleft()
+            except IndexError:
+                return
+            operation.future.set_exception(
+                (StoreClosed, StoreClosed("the store is closed"), None)
+            )

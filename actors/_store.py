@@ -79,11 +79,8 @@ class TenantDNAStore:
         A tenant with no stored DNA gets ``TenantDNA()``, and nothing is stored.
         Raises ``InvalidTenantId`` or ``StoreClosed``.
         """
-        if self._closed:
-            raise StoreClosed("the store is closed")
-        cell = self._directory.get(tenant_id) if type(tenant_id) is str else None
+        cell = self._cell(tenant_id)
         if cell is None:
-            check_tenant_id(tenant_id)
             return TenantDNA()
         cell.recent = True
         snapshot = cell.snapshot
@@ -107,10 +104,11 @@ class TenantDNAStore:
 
         Applied in order with the tenant's other changes; returns once applied.
         """
+        cell = self._cell(tenant_id)
         if not isinstance(dna, TenantDNA):
             msg = f"dna: expected a TenantDNA, got {type(dna).__name__}"
             raise TypeError(msg)
-        self._submit(tenant_id, Save(dna.copy())).get()
+        self._post(tenant_id, cell, Save(dna.copy())).get()
 
     def delete(self, tenant_id: str) -> None:
         """Erase the tenant (GDPR). Idempotent.
@@ -119,13 +117,10 @@ class TenantDNAStore:
         neither ``list_tenants()`` nor ``count``, and no change submitted
         before the delete can bring it back: they are all applied before it.
         """
-        if self._closed:
-            raise StoreClosed("the store is closed")
-        if type(tenant_id) is str and tenant_id not in self._directory:
-            # No change was ever submitted for it: nothing to erase or to order.
-            check_tenant_id(tenant_id)
-            return
-        self._submit(tenant_id, Delete()).get()
+        cell = self._cell(tenant_id)
+        if cell is not None:
+            self._post(tenant_id, cell, Delete()).get()
+        # Otherwise no change was ever submitted for it: nothing to erase.
 
     def update_from_session(
         self, tenant_id: str, session_metrics: Mapping[str, Any], alpha: float = 0.2
@@ -134,12 +129,12 @@ class TenantDNAStore:
 
         Atomic with respect to every other change of the tenant; a new tenant
         starts from the default profile. Returns a copy of the profile right
-        after this session. Raises ``InvalidSessionMetrics`` (nothing changes),
-        ``InvalidTenantId`` or ``StoreClosed``.
+        after this session. Raises ``StoreClosed``, ``InvalidTenantId`` or
+        ``InvalidSessionMetrics`` (and then nothing changes).
         """
-        profile: TenantDNA = self._submit(
-            tenant_id, self._update(tenant_id, session_metrics, alpha)
-        ).get()
+        cell = self._cell(tenant_id)
+        update = self._update(tenant_id, session_metrics, alpha)
+        profile: TenantDNA = self._post(tenant_id, cell, update).get()
         return profile
 
     def update_from_session_async(
@@ -149,16 +144,17 @@ class TenantDNAStore:
 
         Returns a ``pykka.Future`` (``.get(timeout=...)``, or ``await`` it) that
         resolves to the profile right after this session, or raises
-        ``InvalidSessionMetrics``. ``InvalidTenantId`` and ``StoreClosed`` are
+        ``InvalidSessionMetrics``. ``StoreClosed`` and ``InvalidTenantId`` are
         raised at once.
         """
+        cell = self._cell(tenant_id)
         try:
             update = self._update(tenant_id, session_metrics, alpha)
         except InvalidSessionMetrics:
             future: Reply[TenantDNA] = Reply()
             future.set_exception()
             return future
-        return self._submit(tenant_id, update)
+        return self._post(tenant_id, cell, update)
 
     def flush(self, timeout: float | None = None) -> None:
         """Return once every change submitted before the call has been applied."""
@@ -176,6 +172,11 @@ class TenantDNAStore:
             return
         self._closed = True
         self._finalizer()
+        # A call that passed the closed check before it was set may still post;
+        # closed cells answer it with StoreClosed instead of leaving it waiting.
+        for cell in list(self._directory.values()):
+            cell.closed = True
+            cell.fail_pending()
         self._directory.clear()
 
     def __enter__(self) -> TenantDNAStore:
@@ -202,14 +203,32 @@ class TenantDNAStore:
             _log.warning("session_metrics_rejected", tenant_id=tenant_id, key=error.key)
             raise
 
-    def _submit(self, tenant_id: str, operation: Operation) -> pykka.Future[Any]:
+    def _cell(self, tenant_id: str) -> TenantCell | None:
+        """The tenant's cell, or ``None`` if no change was ever submitted for it.
+
+        Raises ``StoreClosed``, then ``InvalidTenantId``. A known id proves
+        itself valid, so the hot path is one dict lookup.
+        """
         if self._closed:
             raise StoreClosed("the store is closed")
-        directory = self._directory
-        cell = directory.get(tenant_id) if type(tenant_id) is str else None
+        if type(tenant_id) is str:
+            cell = self._directory.get(tenant_id)
+            if cell is not None:
+                return cell
+        cell = self._directory.get(_plain(check_tenant_id(tenant_id)))
+        if cell is None and self._closed:
+            # close() emptied the directory after the first check.
+            raise StoreClosed("the store is closed")
+        return cell
+
+    def _post(
+        self, tenant_id: str, cell: TenantCell | None, operation: Operation
+    ) -> pykka.Future[Any]:
         if cell is None:
-            check_tenant_id(tenant_id)
-            cell = directory.setdefault(tenant_id, TenantCell(tenant_id))
+            # setdefault is atomic: racing first writers all get the one cell,
+            # so every change of a tenant meets in one mailbox.
+            key = _plain(tenant_id)
+            cell = self._directory.setdefault(key, TenantCell(key))
         try:
             cell.post(operation, self._registry)
         except pykka.ActorDeadError:
@@ -223,6 +242,12 @@ class TenantDNAStore:
             return self._registry.ask(message)
         except pykka.ActorDeadError:
             raise StoreClosed("the store is closed") from None
+
+
+def _plain(tenant_id: str) -> str:
+    # A str subclass (a StrEnum, a NewType-like class) names the same tenant
+    # as its plain value, and list_tenants() returns plain strings.
+    return tenant_id if type(tenant_id) is str else str.__str__(tenant_id)
 
 
 def _shut_down(registry: pykka.ActorRef[Registry]) -> None:

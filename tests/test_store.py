@@ -331,3 +331,30 @@ def test_a_program_that_never_closes_its_store_exits_promptly() -> None:
         check=True,
     )
     assert result.stdout == "done\n"
+
+
+class TenantId(str):
+    """A caller's own id type."""
+
+
+def test_a_str_subclass_names_the_same_tenant(store: TenantDNAStore) -> None:
+    store.update_from_session(TenantId("acme"), {"tokens_used": 3000}, alpha=1.0)
+    assert store.get(TenantId("acme")).avg_tokens_per_task == 3000
+    assert store.get("acme").avg_tokens_per_task == 3000
+    assert [type(tenant) for tenant in store.list_tenants()] == [str]
+    store.delete(TenantId("acme"))
+    assert store.count == 0
+
+
+def test_errors_come_in_order_closed_then_id_then_metrics() -> None:
+    store = TenantDNAStore()
+    bad_metrics = {"hour_utc": 99}
+    with pytest.raises(InvalidTenantId):
+        store.update_from_session("", bad_metrics)
+    with pytest.raises(InvalidTenantId):
+        store.update_from_session_async("", bad_metrics)
+    store.close()
+    with pytest.raises(StoreClosed):
+        store.update_from_session("", bad_metrics)
+    with pytest.raises(StoreClosed):
+        store.update_from_session_async("acme", bad_metrics)

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
 import pykka
 import pytest
 
-from actors import TenantDNAStore
+from actors import StoreClosed, TenantDNAStore
+from actors._cell import TenantCell
 from actors._registry import Registry
 from actors._tenant import TenantActor
 from dna import TenantDNA
@@ -194,3 +196,41 @@ def test_a_stray_message_does_not_stop_a_tenant_actor(store: TenantDNAStore) -> 
         registry.tell(())
     assert sessions_applied(store.update_from_session("acme", PROBE, alpha=0.01)) == 2
     assert store.count == 1
+
+
+def test_a_change_racing_close_is_answered_never_left_waiting(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Force the worst schedule: the caller passes the closed check, then is
+    # held before it appends until the tenant's actor has stopped for close().
+    store = TenantDNAStore(max_active=3)
+    for tenant in ("x", "y", "z"):
+        store.update_from_session(tenant, PROBE, alpha=0.01)
+    host = store._directory["x"].host
+    assert host is not None
+    post = TenantCell.post
+
+    def held_post(cell: TenantCell, operation: Any, registry: Any) -> None:
+        if threading.current_thread().name == "late-caller":
+            host.actor_stopped.wait(10)
+        post(cell, operation, registry)
+
+    monkeypatch.setattr(TenantCell, "post", held_post)
+    outcome: list[str] = []
+
+    def late_caller() -> None:
+        try:
+            store.update_from_session_async("x", PROBE, alpha=0.01).get(timeout=10)
+        except StoreClosed:
+            outcome.append("closed")
+        except pykka.Timeout:
+            outcome.append("left waiting")
+        else:
+            outcome.append("applied")
+
+    caller = threading.Thread(target=late_caller, name="late-caller")
+    caller.start()
+    time.sleep(0.05)
+    store.close()
+    caller.join(timeout=30)
+    assert outcome == ["closed"]
