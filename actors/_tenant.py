@@ -26,10 +26,11 @@ class TenantActor(pykka.ThreadingActor):
     """Applies every change to the tenant of the cell it serves, in mailbox order.
 
     One actor is one thread, so the registry keeps a bounded number of them and
-    moves one to the next tenant (a ``Handover``) instead of starting another:
-    passivation hands the profile back to the registry, activation takes one
-    from it. The actor answers every operation, success or error, through the
-    operation's future; nothing a caller sends can stop it or lose the profile.
+    moves one to the next tenant (a ``Handover``) instead of starting another.
+    Passivation leaves the profile published in the cell's snapshot, and
+    activation starts from a copy of it. The actor answers every operation,
+    success or error, through the operation's future; nothing a caller sends
+    can stop it or lose the profile.
     """
 
     # A store that is never closed must not keep the process alive.
