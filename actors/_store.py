@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import weakref
 from collections.abc import Mapping
 from types import TracebackType
@@ -67,6 +68,8 @@ class TenantDNAStore:
         self._directory: dict[str, TenantCell] = {}
         self._registry = Registry.start(self._directory, max_active)
         self._closed = False
+        self._close_calls = itertools.count()
+        self._closed_signal: Reply[None] = Reply()
         # Drains and stops the actors if the store is dropped or the program
         # exits without close().
         self._finalizer = weakref.finalize(self, _shut_down, self._registry)
@@ -166,18 +169,26 @@ class TenantDNAStore:
     def close(self) -> None:
         """Apply everything already submitted, stop every actor, drop the profiles.
 
-        Idempotent. Any later call raises ``StoreClosed``.
+        Idempotent, and safe to call from several threads: every call returns
+        once the store is closed. Any later call of another method raises
+        ``StoreClosed``.
         """
-        if self._closed:
+        # next() on a count is atomic: exactly one caller does the closing.
+        if next(self._close_calls):
+            self._closed_signal.get()
             return
         self._closed = True
-        self._finalizer()
-        # A call that passed the closed check before it was set may still post;
-        # closed cells answer it with StoreClosed instead of leaving it waiting.
-        for cell in list(self._directory.values()):
-            cell.closed = True
-            cell.fail_pending()
-        self._directory.clear()
+        try:
+            self._finalizer()
+            # A call that passed the closed check before it was set may still
+            # post; closed cells answer it with StoreClosed instead of leaving
+            # it waiting.
+            for cell in list(self._directory.values()):
+                cell.closed = True
+                cell.fail_pending()
+            self._directory.clear()
+        finally:
+            self._closed_signal.set(None)
 
     def __enter__(self) -> TenantDNAStore:
         return self

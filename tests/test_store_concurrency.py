@@ -234,3 +234,21 @@ def test_a_change_racing_close_is_answered_never_left_waiting(
     store.close()
     caller.join(timeout=30)
     assert outcome == ["closed"]
+
+
+def test_closing_from_several_threads_returns_once_closed() -> None:
+    store = TenantDNAStore(max_active=2)
+    futures = [
+        store.update_from_session_async(f"t{i % 6}", PROBE, alpha=0.01)
+        for i in range(600)
+    ]
+
+    def close_then_look(_: int) -> None:
+        store.close()
+        # Whichever call did the closing, every one returns after the work
+        # submitted before it was applied.
+        for future in futures:
+            future.get(timeout=0.001)
+
+    run_threads(4, close_then_look)
+    assert sum(sessions_applied(future.get()) > 0 for future in futures) == 600
