@@ -9,7 +9,6 @@ import pykka
 import structlog
 
 from actors._cell import Flush, Handover, Operation, TenantCell
-from actors._errors import StoreClosed
 from actors._tenant import TenantActor
 
 
@@ -78,10 +77,7 @@ class Registry(pykka.ThreadingActor):
             return
         cell.scheduled = True
         if self._closing:
-            while cell.mailbox:
-                cell.mailbox.popleft().future.set_exception(
-                    (StoreClosed, StoreClosed("the store is closed"), None)
-                )
+            cell.fail_pending()
             cell.scheduled = False
             return
         cell.assigned = True
