@@ -11,7 +11,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 TYPED_PACKAGES = [
-    name for name in ("dna", "actors") if (ROOT / name / "__init__.py").exists()
+    name
+    for name in ("dna", "storage", "actors")
+    if (ROOT / name / "__init__.py").exists()
 ]
 LOCK = re.compile(
     r"threading\.(R?Lock|Condition|Semaphore|BoundedSemaphore|Event)\("

@@ -1,0 +1,169 @@
+"""The storage interface: profiles as versioned records, one backend per engine.
+
+A backend knows tenants, records and transactions, and nothing of threads or
+actors. One backend object is one connection: it is used by one thread at a
+time, and :meth:`Storage.clone` opens another one to the same database for
+another thread.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import NamedTuple
+
+from dna import TenantDNA
+
+
+class StorageError(RuntimeError):
+    """Storage could not do what was asked: nothing of the operation was written.
+
+    The message names the database (path or URL) and the cause; the original
+    exception is chained.
+    """
+
+
+class VersionConflict(RuntimeError):
+    """A compare-and-set ``save`` found another version than the one expected."""
+
+    def __init__(self, tenant_id: str, expected: int, actual: int) -> None:
+        super().__init__(
+            f"{tenant_id!r}: expected version {expected}, the stored version is "
+            f"{actual}"
+        )
+        self.tenant_id = tenant_id
+        self.expected = expected
+        self.actual = actual
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """A stored profile and its version.
+
+    ``version`` is 1 when the tenant is first stored and grows by 1 with every
+    committed write of it. ``incarnation`` tells one life of a tenant from the
+    next: it is drawn afresh (a random positive 63-bit int) whenever a tenant
+    is stored while absent, so a change computed before an erasure never
+    matches the tenant created again after it. ``dna`` is never mutated.
+    """
+
+    dna: TenantDNA
+    version: int
+    incarnation: int
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """Write ``dna`` as the tenant's profile, or erase it (``dna=None``).
+
+    ``base_version`` and ``base_incarnation`` name the record the change was
+    computed from (``0, 0``: the tenant was absent). Unless ``force`` is set
+    the change is written only if the stored record is still that one; a
+    forced change (a ``save`` without an expected version, an erasure)
+    overwrites whatever is stored.
+    """
+
+    tenant_id: str
+    dna: TenantDNA | None
+    base_version: int
+    base_incarnation: int
+    force: bool = False
+
+
+class Committed(NamedTuple):
+    """The change was written: the record now has this version (0: erased)."""
+
+    version: int
+    incarnation: int
+
+
+class Conflict(NamedTuple):
+    """The stored record was not the change's base; nothing was written for it.
+
+    ``current`` is the record as stored when the commit looked (``None``:
+    absent), so the caller can re-apply its change without another read.
+    """
+
+    current: Record | None
+
+
+Outcome = Committed | Conflict
+
+
+class Changes(NamedTuple):
+    """What was committed since a cursor (:meth:`Storage.changes_since`).
+
+    ``updated``: ``(tenant_id, version, incarnation)`` of every record written
+    since; ``erased``: the incarnations erased since. ``complete`` is false when
+    the cursor is too old for the bounded erasure log: then every record the
+    caller holds must be treated as stale.
+    """
+
+    cursor: int
+    updated: list[tuple[str, int, int]]
+    erased: list[int]
+    complete: bool
+
+
+class Storage(abc.ABC):
+    """Versioned profile records in one database, through one connection."""
+
+    #: What the messages name: the file's path or the URL without its password.
+    name: str
+
+    @abc.abstractmethod
+    def load(self, tenant_id: str) -> Record | None:
+        """The tenant's record, or ``None``. Raises ``StorageError``."""
+
+    @abc.abstractmethod
+    def commit(self, changes: Sequence[Change]) -> list[Outcome]:
+        """Apply ``changes`` in one transaction; one outcome per change, in order.
+
+        Changes to the same tenant are applied in order, each against the
+        result of the one before. A change whose base is not the stored record
+        (and is not forced) is skipped and answered with a :class:`Conflict`;
+        the others are written. An erasure removes the record and every byte
+        of it (no trace in the database or beside it once ``commit`` returns).
+        If the transaction fails, nothing is written and ``StorageError`` is
+        raised.
+        """
+
+    @abc.abstractmethod
+    def tenants(self) -> list[str]:
+        """Every stored tenant id, sorted."""
+
+    @abc.abstractmethod
+    def count(self) -> int:
+        """How many tenants are stored."""
+
+    @abc.abstractmethod
+    def scan(self, batch: int = 1000) -> Iterator[tuple[str, Record]]:
+        """Every stored ``(tenant_id, record)`` by tenant id, ``batch`` a read."""
+
+    @abc.abstractmethod
+    def restore(self, records: Sequence[tuple[str, Record]]) -> None:
+        """Write records exactly as given (versions and incarnations kept).
+
+        For importing an export into a database; one transaction, overwriting.
+        """
+
+    @abc.abstractmethod
+    def cursor(self) -> int:
+        """A position in the commit history, for :meth:`changes_since`."""
+
+    @abc.abstractmethod
+    def changes_since(self, cursor: int) -> Changes:
+        """What was committed after ``cursor`` (by any connection)."""
+
+    @abc.abstractmethod
+    def check(self) -> list[str]:
+        """Problems found by an integrity check (empty: the database is sound)."""
+
+    @abc.abstractmethod
+    def clone(self) -> Storage:
+        """Another connection to the same database, for another thread."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Release the connection; idempotent."""
