@@ -2,7 +2,9 @@
 
 Prints a table, writes ``results.json`` and ``results.png`` to ``--out``
 (default ``bench-results/``). The default run takes about two minutes on two
-cores; ``--quick`` takes seconds and is what the test suite runs.
+cores; ``--quick`` takes seconds and is what the test suite runs. Targets get a
+verdict only from a run of two rounds or more that is not ``--quick``: one run
+is a sample, not a median, and a quick run is too small to judge.
 """
 
 from __future__ import annotations
@@ -122,6 +124,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         measurements,
         racy=[spec.name for spec in specs if spec.racy],
         settings={"tenants": args.tenants, "seed": args.seed, "rounds": args.rounds},
+        verdicts=not args.quick and args.rounds > 1,
     )
     args.out.mkdir(parents=True, exist_ok=True)
     write_json(result, args.out / "results.json")

@@ -12,10 +12,15 @@
 * ``seed-pattern`` — the seed's get → mutate → save on the store. It races by
   design and shows what the store's atomic update prevents; it is the only
   contender allowed to lose updates.
+
+Every contender says where its profiles live (``storage``: ``memory``,
+``sqlite`` or ``diskcache``); the ones with files get a fresh temporary folder
+per run, removed at close.
 """
 
 from __future__ import annotations
 
+import tempfile
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -59,7 +64,9 @@ class ContenderSpec:
     ``asynchronous`` makes the runner call ``update_async`` (and ``flush``
     inside the clock); ``racy`` marks the one contender allowed to lose updates.
     ``ops_share`` caps a slow contender's runs at that share of the base
-    operation count: it runs the first operations of the same plan.
+    operation count: it runs the first operations of the same plan (the
+    figures are rates, so a shorter run still compares). ``storage`` says where
+    the profiles live: ``"memory"``, ``"sqlite"`` or ``"diskcache"``.
     """
 
     name: str
@@ -67,6 +74,7 @@ class ContenderSpec:
     asynchronous: bool = False
     racy: bool = False
     ops_share: float = 1.0
+    storage: str = "memory"
 
 
 class LockedDict:
@@ -181,13 +189,47 @@ class NaiveActors:
         self._registry.stop(timeout=60)
 
 
-class StoreContender:
-    """:class:`actors.TenantDNAStore` as it is: its methods, bound, no wrapper."""
+FRESH_SQLITE = "sqlite:///{folder}/dna.db"
+"""A :class:`StoreContender` ``url``: a new SQLite file in a temporary folder
+of the contender's own, removed at close (``{folder}`` is an absolute path, so
+the URL has the four slashes of an absolute SQLite path)."""
 
-    def __init__(self) -> None:
+
+class StoreContender:
+    """:class:`actors.TenantDNAStore` as it is: its methods, bound, no wrapper.
+
+    ``url`` and ``durability`` go to the store only when given, so the
+    in-memory contenders build it as ``TenantDNAStore()``. A ``url`` holding
+    ``{folder}`` (see :data:`FRESH_SQLITE`) gets a fresh temporary folder per
+    instance, removed once the store is closed::
+
+        ContenderSpec(
+            "store-sqlite",
+            lambda: StoreContender(url=FRESH_SQLITE, durability="commit"),
+            storage="sqlite",
+        )
+    """
+
+    def __init__(
+        self, *, url: str | None = None, durability: str | None = None
+    ) -> None:
         from actors import TenantDNAStore
 
-        self._store = TenantDNAStore()
+        self._folder: tempfile.TemporaryDirectory[str] | None = None
+        options: dict[str, Any] = {}
+        if url is not None and "{folder}" in url:
+            self._folder = tempfile.TemporaryDirectory(prefix="bench-store-")
+            url = url.format(folder=self._folder.name)
+        if url is not None:
+            options["url"] = url
+        if durability is not None:
+            options["durability"] = durability
+        try:
+            self._store = TenantDNAStore(**options)
+        except BaseException:
+            if self._folder is not None:
+                self._folder.cleanup()
+            raise
         self.get: Callable[[str], TenantDNA] = self._store.get
         self.update: Callable[[str, Metrics, float], TenantDNA] = (
             self._store.update_from_session
@@ -196,7 +238,13 @@ class StoreContender:
             self._store.update_from_session_async
         )
         self.flush: Callable[[], None] = self._store.flush
-        self.close: Callable[[], None] = self._store.close
+
+    def close(self) -> None:
+        try:
+            self._store.close()
+        finally:
+            if self._folder is not None:
+                self._folder.cleanup()
 
 
 class SeedPattern:

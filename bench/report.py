@@ -12,7 +12,14 @@ One row per scenario and contender, over all rounds:
   tenants it touched, the largest over the rounds (later runs reuse memory
   freed by earlier ones, so smaller values understate);
 * ``lost_updates`` — probe sessions sent minus applied, summed over the rounds:
-  0 for every contender but the racy ``seed-pattern``.
+  0 for every contender but the racy ``seed-pattern``;
+* ``storage`` — where the contender keeps profiles: ``memory``, ``sqlite`` or
+  ``diskcache``;
+* ``target`` — for the store's rows, ``{"ratio_to_lock", "ratio_to_naive",
+  "met"}``, else ``None``. ``met`` judges the ratios as the table prints them
+  (:func:`printed`: 0.5954 prints as 0.60 and meets 0.60), and is ``None`` when
+  the run gives no verdicts: a ``--quick`` or one-round run has no median to
+  judge, so it prints figures only.
 """
 
 from __future__ import annotations
@@ -42,6 +49,13 @@ TARGETS: dict[tuple[str, str], tuple[float, float]] = {
 REFERENCE = "lock"
 NAIVE = "naive-actors"
 
+LOCK_DIGITS = 2
+NAIVE_DIGITS = 1
+"""Decimals the table prints ``x lock`` and ``x naive`` with; verdicts use them."""
+
+HATCHES = {"memory": "", "sqlite": "//", "diskcache": "xx"}
+"""How the chart tells storage apart; unknown storage gets dots."""
+
 
 def machine() -> dict[str, Any]:
     """Where and when the figures were taken."""
@@ -63,15 +77,33 @@ def machine() -> dict[str, Any]:
     }
 
 
+def printed(value: float, digits: int) -> float:
+    """``value`` as the table shows it with ``digits`` decimals, as a number."""
+    return float(f"{value:.{digits}f}")
+
+
+def met(ratio: float | None, target: float, digits: int) -> bool:
+    """Whether ``ratio``, printed with ``digits`` decimals, reaches ``target``.
+
+    The one rule for every verdict, so the table never prints ``0.60 >= 0.60``
+    beside ``MISSED``: ``met(0.5954, 0.60, 2)`` is true, ``met(0.594, 0.60, 2)``
+    false. A missing ratio meets nothing.
+    """
+    return ratio is not None and printed(ratio, digits) >= target
+
+
 def rows(
     measurements: Sequence[Measurement],
     racy: Sequence[str],
     settings: dict[str, Any],
+    verdicts: bool = True,
 ) -> list[dict[str, Any]]:
     """One row per scenario and contender, in the order they were first run.
 
     ``racy`` names the contenders allowed to lose updates; ``settings`` (the
     population ``tenants``, ``seed``, ``rounds``) is copied into every row.
+    With ``verdicts`` false (a quick or one-round run) targeted rows keep their
+    target but ``met`` is ``None``.
     """
     groups: dict[tuple[str, str], list[Measurement]] = {}
     for measurement in measurements:
@@ -102,6 +134,7 @@ def rows(
             {
                 "scenario": scenario,
                 "contender": contender,
+                "storage": runs[0].storage,
                 "ops_per_s": ops_per_s,
                 "ratio_to_lock": ratio_to_lock,
                 "ratio_to_naive": ratio_to_naive,
@@ -123,8 +156,12 @@ def rows(
                 else {
                     "ratio_to_lock": target[0],
                     "ratio_to_naive": target[1],
-                    "met": _met(ratio_to_lock, target[0])
-                    and _met(ratio_to_naive, target[1]),
+                    "met": (
+                        met(ratio_to_lock, target[0], LOCK_DIGITS)
+                        and met(ratio_to_naive, target[1], NAIVE_DIGITS)
+                    )
+                    if verdicts
+                    else None,
                 },
                 **settings,
                 "machine": host,
@@ -141,42 +178,48 @@ def _first_index(measurements: Sequence[Measurement], key: tuple[str, str]) -> i
     )
 
 
-def _met(ratio: float | None, target: float) -> bool:
-    return ratio is not None and ratio >= target
-
-
 def _number(value: float | None, digits: int = 0) -> str:
     return "-" if value is None else f"{value:,.{digits}f}"
 
 
 def table(result: Sequence[dict[str, Any]]) -> str:
-    """The rows as a fixed-width table, then the targets, for the terminal."""
+    """The rows as a fixed-width table, then the targets, for the terminal.
+
+    The targets block gives a verdict per targeted row; a run without verdicts
+    (``met`` is ``None``) gets one line saying so instead.
+    """
+    width = max([13, *(len(row["contender"]) for row in result)])
     header = (
-        f"{'scenario':<11} {'contender':<13} {'ops/s':>9} {'x lock':>7} "
-        f"{'x naive':>7} {'p50 us':>8} {'p99 us':>9} {'threads':>7} "
+        f"{'scenario':<11} {'contender':<{width}} {'storage':<9} {'ops/s':>9} "
+        f"{'x lock':>7} {'x naive':>7} {'p50 us':>8} {'p99 us':>9} {'threads':>7} "
         f"{'RSS/tenant':>10} {'lost':>5}"
     )
     lines = [header, "-" * len(header)]
     for row in result:
         rss = row["rss_per_tenant_bytes"]
         lines.append(
-            f"{row['scenario']:<11} {row['contender']:<13} "
-            f"{_number(row['ops_per_s']):>9} {_number(row['ratio_to_lock'], 2):>7} "
-            f"{_number(row['ratio_to_naive'], 1):>7} {_number(row['p50_us'], 1):>8} "
-            f"{_number(row['p99_us'], 1):>9} {row['threads_peak']:>7} "
+            f"{row['scenario']:<11} {row['contender']:<{width}} "
+            f"{row['storage']:<9} {_number(row['ops_per_s']):>9} "
+            f"{_number(row['ratio_to_lock'], LOCK_DIGITS):>7} "
+            f"{_number(row['ratio_to_naive'], NAIVE_DIGITS):>7} "
+            f"{_number(row['p50_us'], 1):>8} {_number(row['p99_us'], 1):>9} "
+            f"{row['threads_peak']:>7} "
             f"{'-' if rss is None else _number(rss) + ' B':>10} "
             f"{row['lost_updates']:>5}"
         )
     targeted = [row for row in result if row["target"] is not None]
-    if targeted:
+    judged = [row for row in targeted if row["target"]["met"] is not None]
+    if targeted and not judged:
+        lines += ["", "targets: no verdicts from a quick or one-round run"]
+    elif judged:
         lines += ["", "targets (reported, not asserted):"]
-        for row in targeted:
+        for row in judged:
             target = row["target"]
             lines.append(
-                f"  {row['scenario']:<11} {row['contender']:<12} "
-                f"x lock {_number(row['ratio_to_lock'], 2):>5} "
+                f"  {row['scenario']:<11} {row['contender']:<{width}} "
+                f"x lock {_number(row['ratio_to_lock'], LOCK_DIGITS):>5} "
                 f">= {target['ratio_to_lock']:.2f}   "
-                f"x naive {_number(row['ratio_to_naive'], 1):>6} "
+                f"x naive {_number(row['ratio_to_naive'], NAIVE_DIGITS):>6} "
                 f">= {target['ratio_to_naive']:.0f}   "
                 f"{'met' if target['met'] else 'MISSED'}"
             )
@@ -189,7 +232,12 @@ def write_json(result: Sequence[dict[str, Any]], path: Path) -> None:
 
 
 def write_chart(result: Sequence[dict[str, Any]], path: Path) -> None:
-    """A PNG: ops/s (log scale) and ratio to ``lock``, grouped by scenario."""
+    """A PNG: ops/s (log scale) and ratio to ``lock``, grouped by scenario.
+
+    Bars are hatched by storage (:data:`HATCHES`) and labelled
+    ``contender (storage)`` for the contenders that keep profiles on disk
+    (unless the name says it already).
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -197,11 +245,18 @@ def write_chart(result: Sequence[dict[str, Any]], path: Path) -> None:
 
     scenarios = list(dict.fromkeys(row["scenario"] for row in result))
     contenders = list(dict.fromkeys(row["contender"] for row in result))
+    storage = {row["contender"]: row["storage"] for row in result}
     by_key = {(row["scenario"], row["contender"]): row for row in result}
     width = 0.8 / len(contenders)
     target_label: str | None = "target"
     figure, (speed, ratio) = plt.subplots(1, 2, figsize=(13, 4.8))
     for index, contender in enumerate(contenders):
+        hatch = HATCHES.get(storage[contender], "..")
+        label = (
+            contender
+            if storage[contender] in ("memory", contender)
+            else f"{contender} ({storage[contender]})"
+        )
         xs = [
             position + (index - (len(contenders) - 1) / 2) * width
             for position in range(len(scenarios))
@@ -215,13 +270,15 @@ def write_chart(result: Sequence[dict[str, Any]], path: Path) -> None:
             [x for x, _ in present],
             [row["ops_per_s"] for _, row in present],
             width,
-            label=contender,
+            label=label,
+            hatch=hatch,
         )
         ratio.bar(
             [x for x, _ in present],
             [row["ratio_to_lock"] or 0.0 for _, row in present],
             width,
-            label=contender,
+            label=label,
+            hatch=hatch,
         )
         targets = [(x, row["target"]) for x, row in present if row["target"]]
         if targets:

@@ -43,11 +43,13 @@ class Measurement:
       contender was built (freed memory is reused by later runs, so this is a
       lower bound);
     * ``probe_sessions`` / ``lost_updates``: probe sessions sent, and how many
-      of them the probe profiles do not show.
+      of them the probe profiles do not show;
+    * ``storage``: where the contender keeps profiles (its spec's ``storage``).
     """
 
     scenario: str
     contender: str
+    storage: str
     round: int
     threads: int
     ops: int
@@ -257,6 +259,7 @@ def run_once(spec: ContenderSpec, plan: Plan, round_: int = 0) -> Measurement:
     return Measurement(
         scenario=plan.scenario.name,
         contender=spec.name,
+        storage=spec.storage,
         round=round_,
         threads=plan.scenario.threads,
         ops=plan.ops,

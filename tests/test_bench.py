@@ -17,7 +17,15 @@ from typing import Any
 
 import pytest
 
-from bench.contenders import CONTENDERS
+import actors
+from bench.contenders import (
+    CONTENDERS,
+    FRESH_SQLITE,
+    StoreContender,
+)
+from bench.report import met, table
+from bench.report import rows as report_rows
+from bench.run import Measurement
 from bench.workload import (
     PROBE_ALPHA,
     SCENARIOS,
@@ -31,6 +39,7 @@ ROOT = Path(__file__).resolve().parents[1]
 REQUIRED = {
     "scenario": str,
     "contender": str,
+    "storage": str,
     "ops_per_s": float,
     "ratio_to_lock": float,
     "p50_us": float,
@@ -58,6 +67,7 @@ def quick_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "ops/s" in result.stdout
+    (out / "stdout.txt").write_text(result.stdout)
     return out
 
 
@@ -74,6 +84,26 @@ def test_quick_run_has_a_row_for_every_scenario_and_contender(
     expected = {(s.name, c.name) for s in SCENARIOS for c in CONTENDERS}
     assert set(pairs) == expected
     assert all(count == 1 for count in pairs.values())
+
+
+def test_every_row_says_where_its_contender_keeps_profiles(
+    rows: list[dict[str, Any]],
+) -> None:
+    assert CONTENDERS[0].name == "lock"
+    storage = {row["contender"]: row["storage"] for row in rows}
+    assert storage == {spec.name: spec.storage for spec in CONTENDERS}
+
+
+def test_a_quick_run_gives_figures_but_no_verdicts(
+    quick_run: Path, rows: list[dict[str, Any]]
+) -> None:
+    targeted = [row for row in rows if row["target"] is not None]
+    assert targeted
+    assert all(row["target"]["met"] is None for row in targeted)
+    printed = (quick_run / "stdout.txt").read_text()
+    assert "targets (reported" not in printed
+    assert "MISSED" not in printed
+    assert "no verdicts" in printed
 
 
 def test_every_row_has_the_required_figures(rows: list[dict[str, Any]]) -> None:
@@ -179,3 +209,99 @@ def test_every_probe_stays_within_the_recoverable_count() -> None:
         head = plan.head(4000)
         assert head.ops <= plan.ops
         assert sum(head.probes.values()) <= sum(plan.probes.values())
+
+
+def _measurement(contender: str, ops_per_s: float) -> Measurement:
+    return Measurement(
+        scenario="finalise",
+        contender=contender,
+        storage="memory",
+        round=0,
+        threads=16,
+        ops=round(ops_per_s * 1000),
+        updates=round(ops_per_s * 1000),
+        tenants=100,
+        seconds=1000.0,
+        p50_us=1.0,
+        p99_us=2.0,
+        threads_peak=17,
+        rss_growth_bytes=None,
+        probe_sessions=10,
+        lost_updates=0,
+    )
+
+
+@pytest.mark.parametrize(
+    ("store_ops_per_s", "shown", "verdict"),
+    [(5954.0, "0.60", "met"), (5940.0, "0.59", "MISSED")],
+)
+def test_a_verdict_judges_the_ratio_as_printed(
+    store_ops_per_s: float, shown: str, verdict: str
+) -> None:
+    measured = [
+        _measurement("lock", 10_000.0),
+        _measurement("naive-actors", 1_000.0),
+        _measurement("store-async", store_ops_per_s),
+    ]
+    result = report_rows(measured, racy=[], settings={}, verdicts=True)
+    store = next(row for row in result if row["contender"] == "store-async")
+    assert store["target"]["met"] is (verdict == "met")
+    line = next(
+        line for line in table(result).splitlines() if line.startswith("  finalise")
+    )
+    assert f"x lock  {shown} >= 0.60" in line
+    assert line.endswith(verdict)
+
+
+def test_the_verdict_rule_rounds_to_the_printed_digits() -> None:
+    assert met(0.5954, 0.60, 2)
+    assert not met(0.594, 0.60, 2)
+    assert met(2.96, 3.0, 1)
+    assert not met(2.94, 3.0, 1)
+    assert not met(None, 0.30, 2)
+
+
+def test_without_verdicts_rows_keep_their_target_but_judge_nothing() -> None:
+    measured = [_measurement("lock", 10_000.0), _measurement("store-ack", 9_000.0)]
+    result = report_rows(measured, racy=[], settings={}, verdicts=False)
+    store = next(row for row in result if row["contender"] == "store-ack")
+    assert store["target"] == {
+        "ratio_to_lock": 0.30,
+        "ratio_to_naive": 3.0,
+        "met": None,
+    }
+    assert "MISSED" not in table(result)
+
+
+class _RecordingStore:
+    def __init__(self, **options: Any) -> None:
+        self.options = options
+        url = options.get("url")
+        self.folder_existed = (
+            url is not None and Path(url.removeprefix("sqlite:///")).parent.is_dir()
+        )
+
+    def close(self) -> None:
+        pass
+
+    get = update_from_session = update_from_session_async = flush = close
+
+
+def test_store_contender_passes_only_the_options_it_is_given(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(actors, "TenantDNAStore", _RecordingStore)
+    plain = StoreContender()
+    assert plain._store.options == {}
+    durable = StoreContender(url=FRESH_SQLITE, durability="commit")
+    options = durable._store.options
+    assert options["durability"] == "commit"
+    assert options["url"].startswith("sqlite:////")
+    assert options["url"].endswith("/dna.db")
+    assert durable._store.folder_existed
+    other = StoreContender(url=FRESH_SQLITE)
+    assert other._store.options["url"] != options["url"]
+    for contender in (plain, durable, other):
+        contender.close()
+    folder = Path(options["url"].removeprefix("sqlite:///")).parent
+    assert not folder.exists()
