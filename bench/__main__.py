@@ -55,7 +55,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """The command line; ``--quick`` changes the defaults, explicit values win."""
     parser = argparse.ArgumentParser(
         prog="python -m bench",
-        description="Benchmark the tenant DNA store against a lock and naive actors.",
+        description="Benchmark the tenant DNA store against a lock, naive actors "
+        "and what a user would use for durable profiles (SQLite, diskcache).",
     )
     parser.add_argument(
         "--quick", action="store_true", help="a run of seconds: 200 tenants, 1 round"

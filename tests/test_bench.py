@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import sqlite3
 import subprocess
 import sys
 from collections import Counter
@@ -21,6 +22,8 @@ import actors
 from bench.contenders import (
     CONTENDERS,
     FRESH_SQLITE,
+    DiskCache,
+    LockedSQLite,
     StoreContender,
 )
 from bench.report import met, table
@@ -86,11 +89,14 @@ def test_quick_run_has_a_row_for_every_scenario_and_contender(
     assert all(count == 1 for count in pairs.values())
 
 
-def test_every_row_says_where_its_contender_keeps_profiles(
+def test_lock_comes_first_and_the_storage_baselines_take_part(
     rows: list[dict[str, Any]],
 ) -> None:
     assert CONTENDERS[0].name == "lock"
     storage = {row["contender"]: row["storage"] for row in rows}
+    assert storage["lock"] == "memory"
+    assert storage["lock-sqlite"] == "sqlite"
+    assert storage["diskcache"] == "diskcache"
     assert storage == {spec.name: spec.storage for spec in CONTENDERS}
 
 
@@ -271,6 +277,39 @@ def test_without_verdicts_rows_keep_their_target_but_judge_nothing() -> None:
         "met": None,
     }
     assert "MISSED" not in table(result)
+
+
+def test_lock_sqlite_commits_every_profile_to_its_file() -> None:
+    contender = LockedSQLite()
+    rng = random.Random(4)
+    try:
+        for index in range(20):
+            tenant = f"tenant-{index % 5}"
+            contender.update(tenant, LatentProfile.draw(rng).session(rng), 0.2)
+        with sqlite3.connect(contender.path) as reader:
+            assert reader.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+            stored = dict(reader.execute("SELECT tenant_id, dna FROM profiles"))
+        reader.close()
+        assert sorted(stored) == [f"tenant-{index}" for index in range(5)]
+        for tenant, text in stored.items():
+            assert TenantDNA.from_dict(json.loads(text)) == contender.get(tenant)
+    finally:
+        contender.close()
+    assert not contender.path.parent.exists()
+
+
+def test_diskcache_keeps_its_default_synchronous_normal() -> None:
+    contender = DiskCache()
+    folder = Path(contender.cache.directory)
+    try:
+        assert contender.cache.sqlite_synchronous == 1  # NORMAL
+        assert contender.cache.sqlite_journal_mode == "wal"
+        rng = random.Random(6)
+        dna = contender.update("t", LatentProfile.draw(rng).session(rng), 0.2)
+        assert contender.get("t") == dna
+    finally:
+        contender.close()
+    assert not folder.exists()
 
 
 class _RecordingStore:
