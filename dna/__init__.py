@@ -7,7 +7,7 @@ from dna._clock import Clock, now, set_clock
 from dna._errors import InvalidDNA, InvalidSessionMetrics
 from dna._metrics import KEYS as SESSION_METRIC_KEYS
 from dna._metrics import SessionMetrics, parse_session_metrics
-from dna._profile import TenantDNA, check_alpha
+from dna._profile import TenantDNA, check_alpha, check_profile
 
 __all__ = [
     "SESSION_METRIC_KEYS",
@@ -17,6 +17,7 @@ __all__ = [
     "SessionMetrics",
     "TenantDNA",
     "check_alpha",
+    "check_profile",
     "now",
     "parse_session_metrics",
     "set_clock",

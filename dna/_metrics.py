@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, NamedTuple
+from types import MappingProxyType
+from typing import Any, Final, NamedTuple, NoReturn, final
 
 from dna import _rules
 from dna._errors import InvalidSessionMetrics
@@ -19,23 +20,57 @@ KEYS = (
 )
 """The metrics the profile learns from; any other key is ignored."""
 
+# Only parse_session_metrics holds it, so a SessionMetrics is always a checked one.
+_CHECKED: Final = object()
+_TOOLS_EXPECTED: Final = (
+    f"a mapping of at most {_rules.MAX_SESSION_TOOLS} tool names to call counts"
+)
 
-class SessionMetrics(NamedTuple):
+
+class _Fields(NamedTuple):
+    task_complexity: float | None
+    model_tier: str | None
+    tokens_used: int | None
+    tools_used: Mapping[str, int] | None
+    tools_total: int
+    hour_utc: int | None
+    risk_score: float | None
+    intent: str | None
+
+
+@final
+class SessionMetrics(_Fields):
     """One session's metrics, every present value already checked.
 
-    Build it with :func:`parse_session_metrics`; ``None`` means the metric was
-    absent. ``tools_used`` keeps the caller's order and sums to ``tools_total``.
-    (A named tuple: immutable, and the cheapest record Python builds.)
+    Only :func:`parse_session_metrics` builds one (calling the class raises
+    ``TypeError``), so :meth:`~dna.TenantDNA.apply_session` can trust it
+    without checking again. ``None`` means the metric was absent.
+    ``tools_used`` is read-only, keeps the caller's order and sums to
+    ``tools_total``. Immutable, and a tuple: the cheapest record Python builds.
     """
 
-    task_complexity: float | None = None
-    model_tier: str | None = None
-    tokens_used: int | None = None
-    tools_used: Mapping[str, int] | None = None
-    tools_total: int = 0
-    hour_utc: int | None = None
-    risk_score: float | None = None
-    intent: str | None = None
+    __slots__ = ()
+
+    def __new__(
+        cls, checked: object = None, *values: Any, **fields: Any
+    ) -> SessionMetrics:
+        if checked is not _CHECKED or fields:
+            msg = "SessionMetrics are built by dna.parse_session_metrics()"
+            raise TypeError(msg)
+        return tuple.__new__(cls, values)
+
+    def __init_subclass__(cls, **kwargs: Any) -> NoReturn:
+        msg = "SessionMetrics cannot be subclassed"
+        raise TypeError(msg)
+
+    @classmethod
+    def _make(cls, iterable: Any) -> NoReturn:  # type: ignore[override]
+        msg = "SessionMetrics are built by dna.parse_session_metrics()"
+        raise TypeError(msg)
+
+    def _replace(self, **kwargs: Any) -> NoReturn:
+        msg = "SessionMetrics are built by dna.parse_session_metrics()"
+        raise TypeError(msg)
 
     @property
     def present(self) -> tuple[str, ...]:
@@ -49,16 +84,21 @@ def _reject(key: str, value: Any, expected: str) -> InvalidSessionMetrics:
     )
 
 
-def _tools(value: Any) -> tuple[dict[str, int], int]:
+def _unreadable(key: str, error: Exception) -> InvalidSessionMetrics:
+    return InvalidSessionMetrics(
+        key, f"could not be read or checked: it raised {_rules.describe_error(error)}"
+    )
+
+
+def _tools(value: Any) -> tuple[Mapping[str, int], int]:
     if not isinstance(value, Mapping):
-        raise _reject("tools_used", value, "a mapping of tool name to call count")
-    if len(value) > _rules.MAX_SESSION_TOOLS:
-        raise InvalidSessionMetrics(
-            "tools_used",
-            f"expected at most {_rules.MAX_SESSION_TOOLS} tools, got {len(value)}",
-        )
+        raise _reject("tools_used", value, _TOOLS_EXPECTED)
+    try:
+        pairs = _rules.bounded_items(value, _rules.MAX_SESSION_TOOLS, _TOOLS_EXPECTED)
+    except _rules.Rejected as error:
+        raise _reject("tools_used", value, str(error)) from error.__cause__
     counts: dict[str, int] = {}
-    for tool, count in value.items():
+    for tool, count in pairs:
         try:
             tool_name = _rules.name(tool)
         except _rules.Rejected as error:
@@ -68,50 +108,56 @@ def _tools(value: Any) -> tuple[dict[str, int], int]:
         except _rules.Rejected as error:
             raise _reject(
                 "tools_used", count, f"the count of {tool_name!r} to be {error}"
-            ) from None
-    return counts, sum(counts.values())
+            ) from error.__cause__
+    # Read-only: the checked counts cannot be changed after the check.
+    return MappingProxyType(counts), sum(counts.values())
 
 
 def parse_session_metrics(metrics: Mapping[str, Any]) -> SessionMetrics:
     """Check every listed metric and return them as a :class:`SessionMetrics`.
 
     Unknown keys are ignored and a ``None`` value counts as absent. Raises
-    :class:`InvalidSessionMetrics` naming the first offending key::
+    :class:`InvalidSessionMetrics` naming the first offending key, also when
+    reading that key from the mapping raises (the error is chained)::
 
         >>> parse_session_metrics({"hour_utc": 14}).hour_utc
         14
     """
     if not isinstance(metrics, Mapping):
         raise _reject("session_metrics", metrics, "a mapping of metric name to value")
-    get = metrics.get
-    key = ""
+    key = "session_metrics"
     value: Any = None
     try:
-        key, value = "task_complexity", get("task_complexity")
+        get = metrics.get
+        key = "task_complexity"
+        value = get(key)
         complexity = None if value is None else _rules.unit_real(value)
-        key, value = "model_tier", get("model_tier")
+        key = "model_tier"
+        value = get(key)
         tier = None if value is None else _rules.tier(value)
-        key, value = "tokens_used", get("tokens_used")
+        key = "tokens_used"
+        value = get(key)
         tokens = (
             None if value is None else _rules.bounded_int(value, 0, _rules.MAX_TOKENS)
         )
-        key, value = "hour_utc", get("hour_utc")
+        key = "hour_utc"
+        value = get(key)
         hour = None if value is None else _rules.bounded_int(value, 0, 23)
-        key, value = "risk_score", get("risk_score")
+        key = "risk_score"
+        value = get(key)
         risk = None if value is None else _rules.unit_real(value)
-        key, value = "intent", get("intent")
+        key = "intent"
+        value = get(key)
         intent = None if value is None else _rules.name(value)
+        key = "tools_used"
+        value = get(key)
+        tools, total = (None, 0) if value is None else _tools(value)
     except _rules.Rejected as error:
-        raise _reject(key, value, str(error)) from None
-    tools_value = get("tools_used")
-    tools, total = (None, 0) if tools_value is None else _tools(tools_value)
+        raise _reject(key, value, str(error)) from error.__cause__
+    except InvalidSessionMetrics:
+        raise
+    except Exception as error:
+        raise _unreadable(key, error) from error
     return SessionMetrics(
-        task_complexity=complexity,
-        model_tier=tier,
-        tokens_used=tokens,
-        tools_used=tools,
-        tools_total=total,
-        hour_utc=hour,
-        risk_score=risk,
-        intent=intent,
+        _CHECKED, complexity, tier, tokens, tools, total, hour, risk, intent
     )

@@ -15,15 +15,42 @@ from dna._metrics import SessionMetrics, parse_session_metrics
 def check_alpha(alpha: Any) -> float:
     """Return ``alpha`` clamped to ``[0.01, 1.0]``; raise for anything not finite.
 
-    Raises :class:`InvalidSessionMetrics` with key ``"alpha"`` for ``bool``,
-    NaN, infinities and non-numbers.
+    Any real number is accepted by the test the metrics use (``numbers.Real``,
+    ``numpy`` scalars included). Raises :class:`InvalidSessionMetrics` with key
+    ``"alpha"`` for ``bool``, NaN, infinities and non-numbers.
     """
     try:
         return _rules.alpha(alpha)
     except _rules.Rejected as error:
         raise InvalidSessionMetrics(
             "alpha", f"expected {error}, got {_rules.describe(alpha)}"
-        ) from None
+        ) from error.__cause__
+
+
+def check_profile(profile: Any) -> TenantDNA:
+    """Return a checked copy of ``profile``: the rules of :meth:`TenantDNA.from_dict`.
+
+    A ``TenantDNA`` can be built with any values (it is a plain dataclass);
+    this is how a profile from outside is let in. The copy holds every value
+    in its canonical type (``float``, ``int``, plain ``str``, new containers)
+    and shares nothing with ``profile``. Raises :class:`InvalidDNA` naming the
+    first invalid field (the profile's own error chained, if reading it
+    raised), and ``TypeError`` if ``profile`` is not a ``TenantDNA`` at all::
+
+        >>> check_profile(TenantDNA(peak_hours=(9, 10), last_updated=0)).peak_hours
+        [9, 10]
+    """
+    if not isinstance(profile, TenantDNA):
+        msg = f"dna: expected a TenantDNA, got {_rules.describe_type(profile)}"
+        raise TypeError(msg)
+    values: dict[str, Any] = {}
+    for key, check in _FIELD_CHECKS.items():
+        try:
+            value = getattr(profile, key)
+        except Exception as error:
+            raise _unreadable(key, error) from error
+        values[key] = _check_field(key, check, value)
+    return TenantDNA(**values)
 
 
 @dataclass
@@ -61,8 +88,17 @@ class TenantDNA:
 
         The second half of :meth:`update_from_session`, for callers that
         validate in one place (a caller's thread) and apply in another (the
-        tenant's actor). Raises :class:`InvalidSessionMetrics` only for ``alpha``.
+        tenant's actor). Only ``parse_session_metrics`` builds a
+        :class:`SessionMetrics`, so ``session`` holds checked values; anything
+        else raises ``TypeError``. Raises :class:`InvalidSessionMetrics` only
+        for ``alpha``.
         """
+        if type(session) is not SessionMetrics:
+            msg = (
+                "session: expected SessionMetrics from parse_session_metrics(), "
+                f"got {_rules.describe_type(session)}"
+            )
+            raise TypeError(msg)
         self._apply(session, check_alpha(alpha))
 
     def _apply(self, session: SessionMetrics, rate: float) -> None:
@@ -124,22 +160,22 @@ class TenantDNA:
         """Build a profile from ``to_dict()`` output, checking every value.
 
         Missing keys take their defaults, unknown keys are ignored and
-        containers are copied. Raises :class:`InvalidDNA` naming the field.
+        containers are copied. Raises :class:`InvalidDNA` naming the field,
+        also when reading it from ``data`` raises (that error chained).
         ``TenantDNA.from_dict(dna.to_dict()) == dna`` for every valid profile.
         """
         if not isinstance(data, Mapping):
             raise InvalidDNA("data", f"expected a mapping, got {_rules.describe(data)}")
-        dna = cls()
+        values: dict[str, Any] = {}
         for key, check in _FIELD_CHECKS.items():
-            if key in data:
-                value = data[key]
-                try:
-                    setattr(dna, key, check(value))
-                except _rules.Rejected as error:
-                    raise InvalidDNA(
-                        key, f"expected {error}, got {_rules.describe(value)}"
-                    ) from None
-        return dna
+            try:
+                present = key in data
+                value = data[key] if present else None
+            except Exception as error:
+                raise _unreadable(key, error) from error
+            if present:
+                values[key] = _check_field(key, check, value)
+        return cls(**values)
 
 
 def ema(old: float, observed: float, keep: float, rate: float) -> float:
@@ -185,25 +221,55 @@ def _move_to_end(items: list[Any], item: Any, limit: int) -> None:
         del items[:-limit]
 
 
+def _unreadable(key: str, error: Exception) -> InvalidDNA:
+    return InvalidDNA(
+        key, f"could not be read: it raised {_rules.describe_error(error)}"
+    )
+
+
+def _check_field(key: str, check: Any, value: Any) -> Any:
+    try:
+        return check(value)
+    except _rules.Rejected as error:
+        raise InvalidDNA(
+            key, f"expected {error}, got {_rules.describe(value)}"
+        ) from error.__cause__
+    except Exception as error:  # a container that breaks its own protocol
+        raise InvalidDNA(
+            key, f"could not be checked: it raised {_rules.describe_error(error)}"
+        ) from error
+
+
 def _frequencies(value: Any) -> dict[str, float]:
-    if not isinstance(value, Mapping) or len(value) > _rules.MAX_TOOLS:
-        raise _rules.Rejected(
-            f"a mapping of at most {_rules.MAX_TOOLS} tool names to reals in [0, 1]"
-        )
-    return {_rules.name(tool): _rules.unit_real(f) for tool, f in value.items()}
+    expected = f"a mapping of at most {_rules.MAX_TOOLS} tool names to reals in [0, 1]"
+    if not isinstance(value, Mapping):
+        raise _rules.Rejected(expected)
+    pairs = _rules.bounded_items(value, _rules.MAX_TOOLS, expected)
+    try:
+        return {_rules.name(tool): _rules.unit_real(f) for tool, f in pairs}
+    except _rules.Rejected as error:
+        raise _rules.Rejected(expected) from error.__cause__
 
 
 def _unique_list(value: Any, check: Any, limit: int, what: str) -> list[Any]:
     expected = f"a list of at most {limit} unique {what}"
-    if isinstance(value, str | bytes | Mapping) or not isinstance(value, list | tuple):
+    # Sliced with the base class's own method: a subclass cannot lie about
+    # its items or its length, and a huge list is never read past the limit.
+    window = slice(0, limit + 1)
+    kind = type(value)
+    if issubclass(kind, list):
+        items = list.__getitem__(value, window)
+    elif issubclass(kind, tuple):
+        items = list(tuple.__getitem__(value, window))
+    else:
         raise _rules.Rejected(expected)
     try:
-        items = [check(item) for item in value]
-    except _rules.Rejected:
-        raise _rules.Rejected(expected) from None
-    if len(items) > limit or len(set(items)) != len(items):
+        checked = [check(item) for item in items]
+    except _rules.Rejected as error:
+        raise _rules.Rejected(expected) from error.__cause__
+    if len(checked) > limit or len(set(checked)) != len(checked):
         raise _rules.Rejected(expected)
-    return items
+    return checked
 
 
 _FIELD_CHECKS: dict[str, Any] = {
