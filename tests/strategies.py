@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from hypothesis import strategies as st
@@ -119,3 +121,170 @@ bad_metric = st.one_of(
     st.tuples(st.just("tools_used"), _bad_tools),
 )
 """A ``(key, value)`` pair that the rules must reject."""
+
+
+# -- hostile values ------------------------------------------------------------
+# Not malicious users: values from libraries and wrappers whose dunder methods
+# do something other than the plain type's. The rules must judge them by their
+# data and report them clearly.
+
+
+class Boom(Exception):
+    """What a hostile value raises, so a test can find it in ``__cause__``."""
+
+
+class EqualsEverything(str):
+    """A ``str`` that claims to equal anything (and to hash like ``"worker"``)."""
+
+    def __eq__(self, other: object) -> bool:
+        return True
+
+    def __ne__(self, other: object) -> bool:
+        return False
+
+    def __hash__(self) -> int:
+        return hash("worker")
+
+
+class ClaimsOneCharacter(str):
+    """A ``str`` whose ``len`` is always 1."""
+
+    def __len__(self) -> int:
+        return 1
+
+
+class StrSaysWorker(str):
+    """A ``str`` whose ``__str__`` (and slicing) says ``"worker"``."""
+
+    def __str__(self) -> str:
+        return "worker"
+
+    def __getitem__(self, index: Any) -> str:
+        return "worker"
+
+
+class RaisingRepr(str):
+    """A ``str`` whose ``repr`` raises."""
+
+    def __repr__(self) -> str:
+        raise Boom("repr")
+
+
+class AllOfThem(EqualsEverything, ClaimsOneCharacter, StrSaysWorker, RaisingRepr):
+    """Every override at once."""
+
+
+HOSTILE_STR_TYPES: tuple[type[str], ...] = (
+    EqualsEverything,
+    ClaimsOneCharacter,
+    StrSaysWorker,
+    RaisingRepr,
+    AllOfThem,
+)
+
+
+def hostile_strs(plain: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
+    """Instances of the hostile ``str`` subclasses holding ``plain`` text."""
+    return st.builds(
+        lambda kind, text: kind(text), st.sampled_from(HOSTILE_STR_TYPES), plain
+    )
+
+
+class ObjectWithRaisingRepr:
+    """Not a number nor a string, and its ``repr`` raises."""
+
+    def __repr__(self) -> str:
+        raise Boom("repr")
+
+
+class ReprReturnsNonStr:
+    """``repr`` of it raises ``TypeError`` (``__repr__`` returns an ``int``)."""
+
+    def __repr__(self) -> Any:
+        return 42
+
+
+MAPPING_METHODS = ("__getitem__", "get", "items", "keys", "__iter__", "__len__")
+
+
+class HostileMapping(Mapping[Any, Any]):
+    """A mapping over ``data`` whose chosen methods raise :class:`Boom`.
+
+    ``poison``: a key whose reading raises (``None``: every read raises, if
+    ``__getitem__`` or ``get`` is in ``raising``). ``length`` overrides what
+    ``len`` says; ``endless`` makes ``items()``/``keys()`` go on for ever.
+    """
+
+    def __init__(
+        self,
+        data: dict[Any, Any],
+        raising: frozenset[str] = frozenset(),
+        *,
+        poison: Any = None,
+        length: int | None = None,
+        endless: bool = False,
+    ) -> None:
+        self._data = data
+        self._raising = raising
+        self._poison = poison
+        self._length = length
+        self._endless = endless
+
+    def _check(self, method: str, key: Any = None) -> None:
+        if method in self._raising and (self._poison is None or key == self._poison):
+            raise Boom(method)
+
+    def __getitem__(self, key: Any) -> Any:
+        self._check("__getitem__", key)
+        return self._data[key]
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        self._check("get", key)
+        try:
+            return self[key]
+        except KeyError:
+            return default
+
+    def _pairs(self) -> Iterator[tuple[Any, Any]]:
+        if self._endless:
+            return ((f"tool{i}", 1) for i in itertools.count())
+        return iter(list(self._data.items()))
+
+    def items(self) -> Any:
+        self._check("items")
+        return self._pairs()
+
+    def keys(self) -> Any:
+        self._check("keys")
+        return (key for key, _ in self._pairs())
+
+    def __iter__(self) -> Iterator[Any]:
+        self._check("__iter__")
+        return (key for key, _ in self._pairs())
+
+    def __len__(self) -> int:
+        self._check("__len__")
+        return len(self._data) if self._length is None else self._length
+
+    def __repr__(self) -> str:
+        raise Boom("repr")
+
+
+raising_methods = st.frozensets(st.sampled_from(MAPPING_METHODS), min_size=1)
+
+
+def hostile_mappings(
+    data: st.SearchStrategy[dict[Any, Any]],
+) -> st.SearchStrategy[HostileMapping]:
+    """Mappings over ``data`` where some methods raise, for every key."""
+    return st.builds(HostileMapping, data, raising_methods)
+
+
+huge_tools = st.one_of(
+    # Says it is small, goes on for ever.
+    st.builds(lambda: HostileMapping({"a": 1}, length=1, endless=True)),
+    # Says it is huge, and is.
+    st.builds(lambda: HostileMapping({}, length=10**9, endless=True)),
+    st.just({f"tool{i}": 1 for i in range(10**4)}),
+)
+"""``tools_used`` values far above the 1,000-tool limit, honest or not."""

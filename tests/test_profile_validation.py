@@ -3,16 +3,32 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from fractions import Fraction
 from types import MappingProxyType
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 import dna as dna_module
-from dna import InvalidDNA, InvalidSessionMetrics, TenantDNA
-from tests.strategies import bad_metric, profiles, session_metrics
+from dna import (
+    InvalidDNA,
+    InvalidSessionMetrics,
+    SessionMetrics,
+    TenantDNA,
+    check_profile,
+    parse_session_metrics,
+)
+from tests.conftest import learned
+from tests.strategies import (
+    alphas,
+    bad_metric,
+    hours,
+    profiles,
+    session_metrics,
+    unit,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -180,3 +196,217 @@ def test_from_dict_never_accepts_what_a_session_could_not_hold(
 def test_from_dict_needs_a_mapping(data: Any) -> None:
     with pytest.raises(InvalidDNA, match="data"):
         TenantDNA.from_dict(data)
+
+
+# -- one set of rules for every way in ----------------------------------------
+
+
+def test_check_profile_refuses_the_bypass_of_a_hand_built_profile() -> None:
+    with pytest.raises(InvalidDNA) as caught:
+        check_profile(TenantDNA(avg_task_complexity=7.0, peak_hours=[99, 99]))
+    assert caught.value.field == "avg_task_complexity"
+    with pytest.raises(InvalidDNA) as caught:
+        check_profile(TenantDNA(peak_hours=[99, 99]))
+    assert caught.value.field == "peak_hours"
+
+
+@given(data=profiles)
+def test_check_profile_returns_an_equal_copy_sharing_nothing(
+    data: dict[str, Any],
+) -> None:
+    profile = TenantDNA.from_dict(data)
+    checked = check_profile(profile)
+    assert checked == profile
+    assert checked is not profile
+    assert checked.tool_usage_frequency is not profile.tool_usage_frequency
+    assert checked.peak_hours is not profile.peak_hours
+    assert checked.common_intents is not profile.common_intents
+
+
+def test_check_profile_stores_canonical_types() -> None:
+    profile = TenantDNA(
+        avg_task_complexity=1,
+        avg_tokens_per_task=Fraction(10, 1).numerator,
+        peak_hours=(9, 10),  # type: ignore[arg-type]
+        common_intents=("chat",),  # type: ignore[arg-type]
+        last_updated=5,
+    )
+    checked = check_profile(profile)
+    assert type(checked.avg_task_complexity) is float
+    assert checked.peak_hours == [9, 10]
+    assert checked.common_intents == ["chat"]
+    assert type(checked.last_updated) is float
+
+
+@pytest.mark.parametrize("profile", [None, {}, TenantDNA().to_dict(), "dna"])
+def test_check_profile_refuses_what_is_not_a_profile_with_type_error(
+    profile: Any,
+) -> None:
+    with pytest.raises(TypeError, match="dna: expected a TenantDNA"):
+        check_profile(profile)
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda: SessionMetrics(task_complexity=1.4, hour_utc=99, tokens_used=-5),  # type: ignore[call-arg]
+        SessionMetrics,
+        lambda: SessionMetrics(None, 1.4, None, -5, None, 0, 99, None, None),
+        lambda: SessionMetrics._make([1.4, None, -5, None, 0, 99, None, None]),
+        lambda: parse_session_metrics({})._replace(hour_utc=99),
+    ],
+)
+def test_session_metrics_cannot_be_built_by_hand(build: Any) -> None:
+    with pytest.raises(TypeError, match="parse_session_metrics"):
+        build()
+
+
+def test_session_metrics_cannot_be_subclassed() -> None:
+    with pytest.raises(TypeError):
+        type("Fake", (SessionMetrics,), {"hour_utc": 99})
+
+
+def test_checked_tool_counts_cannot_be_changed_after_the_check() -> None:
+    session = parse_session_metrics({"tools_used": {"search": 1}})
+    assert session.tools_used is not None
+    with pytest.raises(TypeError):
+        session.tools_used["search"] = -5  # type: ignore[index]
+    with pytest.raises(AttributeError):
+        session.hour_utc = 99  # type: ignore[misc]
+
+
+class _LookAlike(NamedTuple):
+    task_complexity: float | None = 1.4
+    model_tier: str | None = "banana"
+    tokens_used: int | None = -5
+    tools_used: Any = None
+    tools_total: int = 0
+    hour_utc: int | None = 99
+    risk_score: float | None = None
+    intent: str | None = None
+
+
+def test_apply_session_refuses_anything_but_parsed_metrics() -> None:
+    dna = _seeded()
+    before = dna.to_dict()
+    with pytest.raises(TypeError, match="parse_session_metrics"):
+        dna.apply_session(_LookAlike())  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="parse_session_metrics"):
+        dna.apply_session({"hour_utc": 3})  # type: ignore[arg-type]
+    assert dna.to_dict() == before
+
+
+@given(session=session_metrics, alpha=alphas)
+def test_parse_then_apply_is_update_from_session(
+    session: dict[str, Any], alpha: float
+) -> None:
+    applied, updated = _seeded(), _seeded()
+    applied.apply_session(parse_session_metrics(session), alpha)
+    updated.update_from_session(session, alpha)
+    assert learned(applied) == learned(updated)
+
+
+# -- numbers: one test everywhere ----------------------------------------------
+# numpy is a test-only dependency: each test that needs it skips without it.
+
+REAL_TYPES = ["float", "Fraction", "float16", "float32", "float64", "longdouble"]
+INTEGRAL_TYPES = ["int", "int8", "int16", "int32", "int64", "uint8"]
+
+
+def _number_type(name: str) -> Any:
+    if name in ("float", "int"):
+        return {"float": float, "int": int}[name]
+    if name == "Fraction":
+        return Fraction
+    return getattr(pytest.importorskip("numpy"), name)
+
+
+@given(
+    kind=st.sampled_from(REAL_TYPES),
+    value=unit,
+    alpha=st.floats(min_value=-1.0, max_value=2.0),
+)
+def test_any_real_number_is_accepted_for_metrics_and_alpha_alike(
+    kind: str, value: float, alpha: float
+) -> None:
+    number = _number_type(kind)
+    complexity, rate = number(value), number(alpha)
+    expected = _seeded()
+    expected.update_from_session(
+        {"task_complexity": float(complexity), "risk_score": float(complexity)},
+        float(rate),
+    )
+    dna = _seeded()
+    dna.update_from_session(
+        {"task_complexity": complexity, "risk_score": complexity}, rate
+    )
+    assert learned(dna) == learned(expected)
+    assert type(dna.avg_task_complexity) is float
+
+
+def test_a_numpy_alpha_is_accepted_like_a_numpy_metric() -> None:
+    np = pytest.importorskip("numpy")
+    dna = TenantDNA()
+    dna.update_from_session({"task_complexity": np.float32(1.0)}, np.float32(0.5))
+    assert dna.avg_task_complexity == 0.75
+
+
+@given(kind=st.sampled_from(INTEGRAL_TYPES), hour=hours)
+def test_any_integral_number_is_accepted_for_counts_and_alpha(
+    kind: str, hour: int
+) -> None:
+    number = _number_type(kind)
+    dna = _seeded()
+    dna.update_from_session(
+        {
+            "hour_utc": number(hour),
+            "tokens_used": number(hour),
+            "tools_used": {"a": number(1)},
+        },
+        number(1),
+    )
+    assert dna.peak_hours[-1] == hour
+    assert type(dna.peak_hours[-1]) is int
+    assert type(dna.avg_tokens_per_task) is int
+    assert dna.avg_tokens_per_task == hour  # alpha 1: the last value
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        lambda np: True,
+        lambda np: False,
+        lambda np: np.bool_(True),
+        lambda np: np.float64("nan"),
+        lambda np: np.float32("inf"),
+    ],
+)
+def test_bools_and_non_finite_numbers_are_refused_for_alpha_and_metrics_alike(
+    value: Any,
+) -> None:
+    refused = value(pytest.importorskip("numpy"))
+    dna = _seeded()
+    before = dna.to_dict()
+    with pytest.raises(InvalidSessionMetrics, match="alpha"):
+        dna.update_from_session({"task_complexity": 0.5}, refused)
+    with pytest.raises(InvalidSessionMetrics, match="task_complexity"):
+        dna.update_from_session({"task_complexity": refused})
+    assert dna.to_dict() == before
+
+
+class _BrokenReal(float):
+    def __float__(self) -> float:
+        raise ArithmeticError("no float")
+
+
+def test_a_number_whose_conversion_raises_is_refused_with_the_error_chained() -> None:
+    dna = _seeded()
+    before = dna.to_dict()
+    with pytest.raises(InvalidSessionMetrics) as caught:
+        dna.update_from_session({"risk_score": _BrokenReal(0.5)})
+    assert caught.value.key == "risk_score"
+    assert isinstance(caught.value.__cause__, ArithmeticError)
+    with pytest.raises(InvalidSessionMetrics, match="alpha") as caught:
+        dna.update_from_session({"risk_score": 0.5}, _BrokenReal(0.5))
+    assert isinstance(caught.value.__cause__, ArithmeticError)
+    assert dna.to_dict() == before
