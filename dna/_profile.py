@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 from dna import _rules
 from dna._clock import now
@@ -240,9 +240,16 @@ def _check_field(key: str, check: Any, value: Any) -> Any:
         ) from error
 
 
+_FREQUENCIES: Final = (
+    f"a mapping of at most {_rules.MAX_TOOLS} tool names to reals in [0, 1]"
+)
+_PEAK_HOURS: Final = f"a list of at most {_rules.MAX_PEAK_HOURS} unique ints 0-23"
+_INTENTS: Final = f"a list of at most {_rules.MAX_INTENTS} unique non-empty names"
+
+
 def _frequencies(value: Any) -> dict[str, float]:
-    expected = f"a mapping of at most {_rules.MAX_TOOLS} tool names to reals in [0, 1]"
-    if not isinstance(value, Mapping):
+    expected = _FREQUENCIES
+    if type(value) is not dict and not isinstance(value, Mapping):
         raise _rules.Rejected(expected)
     pairs = _rules.bounded_items(value, _rules.MAX_TOOLS, expected)
     try:
@@ -251,8 +258,7 @@ def _frequencies(value: Any) -> dict[str, float]:
         raise _rules.Rejected(expected) from error.__cause__
 
 
-def _unique_list(value: Any, check: Any, limit: int, what: str) -> list[Any]:
-    expected = f"a list of at most {limit} unique {what}"
+def _unique_list(value: Any, check: Any, limit: int, expected: str) -> list[Any]:
     # Sliced with the base class's own method: a subclass cannot lie about
     # its items or its length, and a huge list is never read past the limit.
     window = slice(0, limit + 1)
@@ -278,11 +284,11 @@ _FIELD_CHECKS: dict[str, Any] = {
     "avg_tokens_per_task": lambda v: _rules.bounded_int(v, 0, _rules.MAX_TOKENS),
     "tool_usage_frequency": _frequencies,
     "peak_hours": lambda v: _unique_list(
-        v, lambda h: _rules.bounded_int(h, 0, 23), _rules.MAX_PEAK_HOURS, "ints 0-23"
+        v, lambda h: _rules.bounded_int(h, 0, 23), _rules.MAX_PEAK_HOURS, _PEAK_HOURS
     ),
     "risk_profile": _rules.unit_real,
     "common_intents": lambda v: _unique_list(
-        v, _rules.name, _rules.MAX_INTENTS, "non-empty names"
+        v, _rules.name, _rules.MAX_INTENTS, _INTENTS
     ),
     "last_updated": _rules.finite_real,
 }
