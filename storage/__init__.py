@@ -1,6 +1,7 @@
 """Versioned profile records on disks and servers: memory, SQLite (PostgreSQL later).
 
-No threads here: ``actors`` decides who calls what, and when.
+No threads here: ``actors`` decides who calls what, and when. Open a backend
+with :func:`open_storage`; every backend passes one shared test suite.
 """
 
 from storage._base import (
@@ -14,15 +15,22 @@ from storage._base import (
     StorageError,
     VersionConflict,
 )
+from storage._open import open_storage
+from storage.memory import MemoryStorage
+from storage.sqlite import ScrubIncomplete, SQLiteStorage
 
 __all__ = [
     "Change",
     "Changes",
     "Committed",
     "Conflict",
+    "MemoryStorage",
     "Outcome",
     "Record",
+    "SQLiteStorage",
+    "ScrubIncomplete",
     "Storage",
     "StorageError",
     "VersionConflict",
+    "open_storage",
 ]

@@ -1,0 +1,803 @@
+"""Profiles in an SQLite file: the embedded backend, on the standard library's sqlite3.
+
+Guarantees:
+
+* **Durable commits.** A commit returns only after its transaction is in the
+  WAL with ``synchronous=FULL``: it survives ``kill -9`` and power loss, and a
+  file killed at any moment opens and passes ``PRAGMA integrity_check``.
+* **Several processes share a file.** Writes take the database's write lock
+  up front (``BEGIN IMMEDIATE``) and wait up to ``busy_timeout`` for it, so a
+  compare-and-set never reads one version and writes over another. Every read
+  is one short transaction whose rows are fetched at once.
+* **Nothing half-written.** A commit that fails (disk full, file-size limit,
+  read-only file, I/O error, a lock never granted) rolls back and raises
+  :class:`StorageError`; the connection serves later commits.
+* **Erasure leaves no bytes.** ``secure_delete`` zeroes what SQLite frees, but
+  not the stale copies of cells that page rebalancing leaves in a page's unused
+  space (measured: one erased tenant id in 500 survived a churned file). So
+  profiles are spread over :data:`SHARDS` tables by a hash of the tenant id,
+  and a commit that erases also empties and refills the shards it touched —
+  emptying a table gives back and zeroes every page it had. After the commit a
+  ``wal_checkpoint(TRUNCATE)`` empties the WAL, which still held the old pages;
+  if readers keep it busy past ``busy_timeout``, :class:`ScrubIncomplete` says
+  so (the commit itself stands). The erasure log keeps erased incarnations
+  (random numbers), never tenant ids.
+* **Opening refuses what is not ours, untouched.** A missing or unwritable
+  folder, a file that is not SQLite, an SQLite file holding other tables than
+  ours, a file written by a newer schema: :class:`StorageError` naming the path
+  (and both schema versions), with the file left byte for byte as it was — it
+  is inspected read-only before anything is created or switched to WAL.
+* Profiles are stored as the JSON of ``TenantDNA.to_dict()``, validated on the
+  way in (``dna.InvalidDNA``) and on the way out (a stored profile that
+  ``TenantDNA.from_dict`` refuses raises :class:`StorageError` naming the
+  tenant).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import heapq
+import json
+import os
+import sqlite3
+import stat
+import time
+import urllib.parse
+import zlib
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any, Final
+
+from dna import TenantDNA
+from storage._base import (
+    Change,
+    Changes,
+    Committed,
+    Conflict,
+    Outcome,
+    Record,
+    Storage,
+    StorageError,
+)
+from storage.memory import MAX_INCARNATION, checked_copy, new_incarnation
+
+SCHEMA_VERSION: Final = 1
+"""The layout this code writes; a file of a newer one is refused."""
+
+SHARDS: Final = 64
+"""Profile tables. An erasure rewrites one of them: 1/64 of the tenants."""
+
+ERASURE_LOG: Final = 10_000
+"""Erasures kept for ``changes_since``: an older cursor gets ``complete=False``."""
+
+BUSY_TIMEOUT: Final = 5.0
+"""Seconds a statement waits for another connection's lock before failing."""
+
+_HEADER: Final = b"SQLite format 3\x00"
+_SCHEMA: Final = "tenant_dna_schema"
+_META: Final = "tenant_dna_meta"
+_ERASURES: Final = "tenant_dna_erasures"
+_TABLES: Final = tuple(f"tenant_dna_profiles_{shard:02x}" for shard in range(SHARDS))
+_OURS: Final = frozenset(
+    (
+        _SCHEMA,
+        _META,
+        _ERASURES,
+        f"{_ERASURES}_sequence",
+        *_TABLES,
+        *(f"{table}_sequence" for table in _TABLES),
+    )
+)
+_FIELDS: Final = "tenant_id, version, incarnation, dna"
+
+Row = tuple[Any, ...]
+
+
+class ScrubIncomplete(StorageError):
+    """The commit was written, but bytes of what it erased may remain for now.
+
+    Raised by :meth:`SQLiteStorage.commit` when the checkpoint that empties the
+    WAL after an erasure stays busy (other connections reading) past the busy
+    timeout. The erasure itself is committed: ``outcomes`` holds the commit's
+    outcomes, exactly as ``commit`` would have returned them. The checkpoint is
+    tried again after every later commit and on ``close``.
+    """
+
+    def __init__(self, message: str, outcomes: list[Outcome]) -> None:
+        super().__init__(message)
+        self.outcomes = outcomes
+
+
+def _table(tenant_id: str) -> str:
+    # crc32, not hash(): every process must pick the same shard.
+    return _TABLES[zlib.crc32(tenant_id.encode("utf-8")) % SHARDS]
+
+
+def _create_statements() -> list[str]:
+    statements = [
+        f"CREATE TABLE {_SCHEMA} (version INTEGER NOT NULL)",
+        f"CREATE TABLE {_META} (key TEXT PRIMARY KEY, value INTEGER NOT NULL)",
+        f"CREATE TABLE {_ERASURES} (id INTEGER PRIMARY KEY, "
+        "sequence INTEGER NOT NULL, incarnation INTEGER NOT NULL)",
+        f"CREATE INDEX {_ERASURES}_sequence ON {_ERASURES} (sequence)",
+        f"INSERT INTO {_SCHEMA} (version) VALUES ({SCHEMA_VERSION})",
+        f"INSERT INTO {_META} (key, value) VALUES "
+        "('sequence', 0), ('erasure_floor', 0), ('tenants', 0)",
+    ]
+    for table in _TABLES:
+        statements += [
+            f"CREATE TABLE {table} (tenant_id TEXT PRIMARY KEY NOT NULL, "
+            "version INTEGER NOT NULL, incarnation INTEGER NOT NULL, "
+            "sequence INTEGER NOT NULL, dna TEXT NOT NULL) WITHOUT ROWID",
+            f"CREATE INDEX {table}_sequence ON {table} (sequence)",
+        ]
+    return statements
+
+
+def _schema_state(connection: sqlite3.Connection, path: str) -> str:
+    """``"empty"`` or ``"ours"``; raises StorageError for anything else."""
+    names = {
+        name
+        for (name,) in connection.execute(
+            "SELECT name FROM sqlite_master WHERE type IN "
+            "('table', 'index', 'view', 'trigger')"
+        ).fetchall()
+        if not name.startswith("sqlite_")
+    }
+    if not names:
+        return "empty"
+    if _SCHEMA in names:
+        rows = connection.execute(f"SELECT version FROM {_SCHEMA}").fetchall()
+        if len(rows) != 1 or not isinstance(rows[0][0], int):
+            msg = f"{path}: its {_SCHEMA} table is damaged ({rows!r}); refusing it"
+            raise StorageError(msg)
+        version = rows[0][0]
+        if version > SCHEMA_VERSION:
+            msg = (
+                f"{path}: written with tenant-dna storage schema version {version}; "
+                f"this tenant-dna reads schema version {SCHEMA_VERSION} at most: "
+                "upgrade tenant-dna to open it"
+            )
+            raise StorageError(msg)
+    foreign = sorted(names - _OURS)
+    if foreign:
+        shown = ", ".join(foreign[:5]) + (", ..." if len(foreign) > 5 else "")
+        msg = (
+            f"{path}: an SQLite database holding tables that are not tenant-dna's "
+            f"({shown}); refusing to touch it"
+        )
+        raise StorageError(msg)
+    missing = sorted(_OURS - names)
+    if missing:
+        msg = (
+            f"{path}: an incomplete tenant-dna database (missing {missing[0]}"
+            f"{', ...' if len(missing) > 1 else ''}); refusing to touch it"
+        )
+        raise StorageError(msg)
+    return "ours"
+
+
+def _inspect(path: str, busy_timeout: float) -> None:
+    """Refuse, touching nothing, a path that cannot hold our database."""
+    folder = os.path.dirname(path)
+    if not os.path.isdir(folder):
+        msg = f"{path}: the folder {folder} does not exist"
+        raise StorageError(msg)
+    if not os.access(folder, os.W_OK | os.X_OK):
+        msg = (
+            f"{path}: the folder {folder} is not writable (SQLite keeps its -wal "
+            "and -shm files beside the database)"
+        )
+        raise StorageError(msg)
+    try:
+        status = os.stat(path)
+    except FileNotFoundError:
+        return
+    except OSError as error:
+        msg = f"{path}: cannot be examined: {error}"
+        raise StorageError(msg) from error
+    if not stat.S_ISREG(status.st_mode):
+        msg = f"{path}: not a regular file"
+        raise StorageError(msg)
+    if not os.access(path, os.R_OK | os.W_OK):
+        msg = f"{path}: not readable and writable by this process"
+        raise StorageError(msg)
+    if status.st_size == 0:
+        return  # SQLite's own view of a zero-length file: an empty database
+    try:
+        with open(path, "rb") as file:
+            header = file.read(100)
+    except OSError as error:
+        msg = f"{path}: cannot be read: {error}"
+        raise StorageError(msg) from error
+    if len(header) < 100 or not header.startswith(_HEADER):
+        msg = f"{path}: not an SQLite database; refusing to touch it"
+        raise StorageError(msg)
+    # Without a -wal file the main file holds everything, and immutable=1
+    # reads it with no lock and no file created. With one, mode=ro reads the
+    # WAL too and writes nothing to the database file.
+    mode = "ro" if os.path.exists(path + "-wal") else "ro&immutable=1"
+    uri = f"file:{urllib.parse.quote(path)}?mode={mode}"
+    try:
+        connection = sqlite3.connect(uri, uri=True, timeout=busy_timeout)
+    except sqlite3.Error as error:
+        msg = f"{path}: cannot be opened read-only: {error}"
+        raise StorageError(msg) from error
+    try:
+        _schema_state(connection, path)
+    except sqlite3.Error as error:
+        msg = f"{path}: not a readable SQLite database ({error}); refusing to touch it"
+        raise StorageError(msg) from error
+    finally:
+        connection.close()
+
+
+def _pragma(connection: sqlite3.Connection, setting: str) -> list[Row]:
+    return connection.execute(f"PRAGMA {setting}").fetchall()
+
+
+def _configure(connection: sqlite3.Connection, path: str, busy_timeout: float) -> None:
+    """Set every pragma we rely on: build defaults differ between machines."""
+    _pragma(connection, f"busy_timeout = {round(busy_timeout * 1000)}")
+    mode = _pragma(connection, "journal_mode = WAL")
+    if mode != [("wal",)]:
+        msg = f"{path}: SQLite refused WAL mode here (journal_mode is {mode!r})"
+        raise StorageError(msg)
+    for setting in (
+        "synchronous = FULL",  # a commit is on disk when it returns
+        "secure_delete = ON",  # FAST leaves bytes on freelist pages
+        "temp_store = MEMORY",  # sorts never spill tenant ids into temp files
+        "locking_mode = NORMAL",  # other processes share the file
+        "mmap_size = 0",  # an I/O error is an error, not SIGBUS
+        "cell_size_check = ON",
+        "foreign_keys = OFF",
+        "trusted_schema = OFF",
+        "recursive_triggers = OFF",
+        "query_only = OFF",
+        "wal_autocheckpoint = 1000",
+        "journal_size_limit = 67108864",
+        "cache_size = -8192",
+    ):
+        _pragma(connection, setting)
+    if _pragma(connection, "synchronous") != [(2,)] or _pragma(
+        connection, "secure_delete"
+    ) != [(1,)]:
+        msg = f"{path}: SQLite did not take synchronous=FULL and secure_delete=ON"
+        raise StorageError(msg)
+
+
+def _connect(path: str, busy_timeout: float) -> sqlite3.Connection:
+    """A configured connection to our database, created if the file is empty."""
+    connection = sqlite3.connect(
+        path,
+        timeout=busy_timeout,
+        isolation_level=None,  # we begin transactions ourselves
+        check_same_thread=False,  # one thread at a time, not always the same
+    )
+    try:
+        _pragma(connection, f"busy_timeout = {round(busy_timeout * 1000)}")
+        # Checked again on the real connection before anything is written: the
+        # file may have changed since it was inspected.
+        state = _schema_state(connection, path)
+        if state == "empty":
+            # Only a database with no page yet takes these; set before WAL.
+            _pragma(connection, "page_size = 4096")
+            _pragma(connection, "auto_vacuum = NONE")
+        _configure(connection, path, busy_timeout)
+        if state == "empty":
+            connection.execute("BEGIN IMMEDIATE")
+            try:
+                # Another process may have created it since we looked.
+                if _schema_state(connection, path) == "empty":
+                    for statement in _create_statements():
+                        connection.execute(statement)
+                connection.execute("COMMIT")
+            except BaseException:
+                if connection.in_transaction:
+                    connection.execute("ROLLBACK")
+                raise
+    except sqlite3.Error as error:
+        connection.close()
+        msg = f"{path}: cannot be opened as a tenant-dna database: {error}"
+        raise StorageError(msg) from error
+    except BaseException:
+        connection.close()
+        raise
+    return connection
+
+
+def _encode(tenant_id: str, dna: TenantDNA) -> str:
+    # ASCII JSON: any str a profile may hold round-trips, lone surrogates too.
+    return json.dumps(
+        checked_copy(tenant_id, dna).to_dict(),
+        separators=(",", ":"),
+        allow_nan=False,
+    )
+
+
+class SQLiteStorage(Storage):
+    """Versioned profile records in one SQLite file, through one connection.
+
+    ``SQLiteStorage(path)`` opens the file, creating it (and our tables) if it
+    is missing or empty; raises :class:`StorageError` naming the path if the
+    folder is missing or not writable, or the file is not ours (see the
+    module's guarantees). Every method raises :class:`StorageError` naming the
+    path when SQLite fails, and after :meth:`close`.
+    """
+
+    def __init__(
+        self, path: str | os.PathLike[str], *, busy_timeout: float = BUSY_TIMEOUT
+    ) -> None:
+        self.path = os.path.abspath(os.fspath(path))
+        self.name = self.path
+        self.busy_timeout = busy_timeout
+        _inspect(self.path, busy_timeout)
+        self._connection: sqlite3.Connection | None = _connect(self.path, busy_timeout)
+        self._scrub_pending = False
+
+    # -- plumbing ------------------------------------------------------------
+
+    def _db(self) -> sqlite3.Connection:
+        if self._connection is None:
+            msg = f"{self.name}: this connection is closed"
+            raise StorageError(msg)
+        return self._connection
+
+    def _read(self, what: str, sql: str, parameters: Sequence[Any] = ()) -> list[Row]:
+        # fetchall: a statement left half-stepped would hold its read
+        # transaction open, and with it every checkpoint.
+        try:
+            return self._db().execute(sql, parameters).fetchall()
+        except sqlite3.Error as error:
+            msg = f"{self.name}: {what} failed: {error}"
+            raise StorageError(msg) from error
+
+    @contextlib.contextmanager
+    def _transaction(
+        self, what: str, begin: str = "BEGIN IMMEDIATE"
+    ) -> Iterator[sqlite3.Connection]:
+        db = self._db()
+        try:
+            db.execute(begin)
+            yield db
+            db.execute("COMMIT")
+        except sqlite3.Error as error:
+            self._rollback(db)
+            written = ", nothing was written" if begin == "BEGIN IMMEDIATE" else ""
+            msg = f"{self.name}: {what} failed{written}: {error}"
+            raise StorageError(msg) from error
+        except BaseException:
+            self._rollback(db)
+            raise
+
+    @staticmethod
+    def _rollback(db: sqlite3.Connection) -> None:
+        if db.in_transaction:
+            # SQLite may have rolled back already (SQLITE_FULL, I/O errors).
+            with contextlib.suppress(sqlite3.Error):
+                db.execute("ROLLBACK")
+
+    def _record(
+        self, tenant_id: str, version: Any, incarnation: Any, text: Any
+    ) -> Record:
+        try:
+            if not isinstance(version, int) or version < 1:
+                msg = f"version: expected an int >= 1, got {version!r}"
+                raise ValueError(msg)
+            if not isinstance(incarnation, int) or not (
+                1 <= incarnation <= MAX_INCARNATION
+            ):
+                msg = (
+                    "incarnation: expected an int in 1 .. 2**63 - 1, "
+                    f"got {incarnation!r}"
+                )
+                raise ValueError(msg)
+            if not isinstance(text, str):
+                msg = f"dna: expected JSON text, got {type(text).__name__}"
+                raise ValueError(msg)
+            dna = TenantDNA.from_dict(json.loads(text))
+        except (ValueError, TypeError, RecursionError) as error:
+            msg = (
+                f"{self.name}: the stored profile of tenant {tenant_id!r} is "
+                f"invalid: {error}"
+            )
+            raise StorageError(msg) from error
+        return Record(dna, version, incarnation)
+
+    def _tables_for(self, tenant_ids: Iterable[str]) -> dict[str, str]:
+        tables: dict[str, str] = {}
+        for tenant_id in tenant_ids:
+            try:
+                tables[tenant_id] = _table(tenant_id)
+            except (UnicodeEncodeError, AttributeError) as error:
+                msg = f"{self.name}: tenant id {tenant_id!r} cannot be stored: {error}"
+                raise StorageError(msg) from error
+        return tables
+
+    # -- the interface -------------------------------------------------------
+
+    def load(self, tenant_id: str) -> Record | None:
+        """The tenant's record, or ``None``; one short read."""
+        try:
+            table = _table(tenant_id)
+        except UnicodeEncodeError:
+            return None  # no such id can have been stored
+        rows = self._read(
+            f"loading tenant {tenant_id!r}",
+            f"SELECT {_FIELDS} FROM {table} WHERE tenant_id = ?",
+            (tenant_id,),
+        )
+        return self._record(*rows[0]) if rows else None
+
+    def commit(self, changes: Sequence[Change]) -> list[Outcome]:
+        """Apply ``changes`` in one transaction, as :meth:`Storage.commit` says.
+
+        Profiles are validated and encoded before the write lock is taken
+        (``dna.InvalidDNA`` naming the tenant, nothing written). A commit that
+        erased anything empties the WAL before returning (see
+        :class:`ScrubIncomplete`).
+        """
+        self._db()
+        tables = self._tables_for(change.tenant_id for change in changes)
+        texts = [
+            None if change.dna is None else _encode(change.tenant_id, change.dna)
+            for change in changes
+        ]
+        if not changes:
+            return []
+        scrubbed: set[str] = set()
+        with self._transaction(f"the commit of {len(changes)} change(s)") as db:
+            outcomes = self._apply(db, changes, tables, texts, scrubbed)
+        if scrubbed or self._scrub_pending:
+            self._scrub_pending = True
+            self._checkpoint(outcomes)
+        return outcomes
+
+    def _apply(
+        self,
+        db: sqlite3.Connection,
+        changes: Sequence[Change],
+        tables: dict[str, str],
+        texts: list[str | None],
+        scrubbed: set[str],
+    ) -> list[Outcome]:
+        sequence = self._meta(db, "sequence") + 1
+        tenants = self._meta(db, "tenants")
+        # tenant id -> (version, incarnation, dna text), or None: absent
+        current: dict[str, Row | None] = {}
+        outcomes: list[Outcome] = []
+        wrote = False
+        for change, text in zip(changes, texts, strict=True):
+            tenant_id = change.tenant_id
+            table = tables[tenant_id]
+            if tenant_id not in current:
+                rows = db.execute(
+                    f"SELECT version, incarnation, dna FROM {table} "
+                    "WHERE tenant_id = ?",
+                    (tenant_id,),
+                ).fetchall()
+                current[tenant_id] = rows[0] if rows else None
+            stored = current[tenant_id]
+            base = (change.base_version, change.base_incarnation)
+            if not change.force and base != (
+                (0, 0) if stored is None else (stored[0], stored[1])
+            ):
+                record = None if stored is None else self._record(tenant_id, *stored)
+                outcomes.append(Conflict(record))
+                continue
+            if text is None:
+                if stored is not None:
+                    db.execute(f"DELETE FROM {table} WHERE tenant_id = ?", (tenant_id,))
+                    db.execute(
+                        f"INSERT INTO {_ERASURES} (sequence, incarnation) "
+                        "VALUES (?, ?)",
+                        (sequence, stored[1]),
+                    )
+                    tenants -= 1
+                    scrubbed.add(table)
+                    wrote = True
+                current[tenant_id] = None
+                outcomes.append(Committed(0, 0))
+                continue
+            if stored is None:
+                version, incarnation = 1, new_incarnation()
+                db.execute(
+                    f"INSERT INTO {table} (tenant_id, version, incarnation, "
+                    "sequence, dna) VALUES (?, ?, ?, ?, ?)",
+                    (tenant_id, version, incarnation, sequence, text),
+                )
+                tenants += 1
+            else:
+                version, incarnation = stored[0] + 1, stored[1]
+                db.execute(
+                    f"UPDATE {table} SET version = ?, sequence = ?, dna = ? "
+                    "WHERE tenant_id = ?",
+                    (version, sequence, text, tenant_id),
+                )
+            current[tenant_id] = (version, incarnation, text)
+            outcomes.append(Committed(version, incarnation))
+            wrote = True
+        if wrote:
+            db.execute(
+                f"UPDATE {_META} SET value = ? WHERE key = 'sequence'", (sequence,)
+            )
+            db.execute(
+                f"UPDATE {_META} SET value = ? WHERE key = 'tenants'", (tenants,)
+            )
+        if scrubbed:
+            self._prune(db)
+            for table in sorted(scrubbed):
+                self._rewrite(db, table)
+        return outcomes
+
+    @staticmethod
+    def _meta(db: sqlite3.Connection, key: str) -> int:
+        rows = db.execute(f"SELECT value FROM {_META} WHERE key = ?", (key,)).fetchall()
+        value: int = rows[0][0]
+        return value
+
+    @staticmethod
+    def _prune(db: sqlite3.Connection) -> None:
+        (last,) = db.execute(f"SELECT max(id) FROM {_ERASURES}").fetchall()[0]
+        if last is None or last <= ERASURE_LOG:
+            return
+        cutoff = last - ERASURE_LOG
+        (floor,) = db.execute(
+            f"SELECT max(sequence) FROM {_ERASURES} WHERE id <= ?", (cutoff,)
+        ).fetchall()[0]
+        if floor is not None:
+            db.execute(
+                f"UPDATE {_META} SET value = max(value, ?) WHERE key = 'erasure_floor'",
+                (floor,),
+            )
+            db.execute(f"DELETE FROM {_ERASURES} WHERE id <= ?", (cutoff,))
+
+    @staticmethod
+    def _rewrite(db: sqlite3.Connection, table: str) -> None:
+        # Emptying a table without WHERE frees every page it had, and
+        # secure_delete zeroes each one, stale cell copies included; the rows
+        # that stay are written afresh into clean pages.
+        rows = db.execute(f"SELECT * FROM {table}").fetchall()
+        db.execute(f"DELETE FROM {table}")
+        db.executemany(f"INSERT INTO {table} VALUES (?, ?, ?, ?, ?)", rows)
+
+    def _checkpoint(self, outcomes: list[Outcome]) -> None:
+        """Empty the WAL, which still holds pages from before the erasure."""
+        db = self._db()
+        deadline = time.monotonic() + self.busy_timeout
+        result: object = None
+        while True:
+            try:
+                result = _pragma(db, "wal_checkpoint(TRUNCATE)")
+            except sqlite3.Error as error:
+                result = error
+            if result == [(0, 0, 0)]:
+                self._scrub_pending = False
+                return
+            if time.monotonic() >= deadline:
+                break
+            time.sleep(0.005)
+        msg = (
+            f"{self.name}: the erasure is committed, but old bytes may remain in "
+            f"the WAL: its checkpoint stayed busy for {self.busy_timeout} s "
+            f"(last result: {result}); it is retried after the next commit"
+        )
+        raise ScrubIncomplete(msg, outcomes)
+
+    def tenants(self) -> list[str]:
+        """Every stored tenant id, sorted; one read."""
+        union = " UNION ALL ".join(f"SELECT tenant_id FROM {t}" for t in _TABLES)
+        rows = self._read("listing tenants", f"{union} ORDER BY 1")
+        return [tenant_id for (tenant_id,) in rows]
+
+    def count(self) -> int:
+        """How many tenants are stored (a counter kept by every commit)."""
+        rows = self._read(
+            "counting tenants", f"SELECT value FROM {_META} WHERE key = 'tenants'"
+        )
+        count: int = rows[0][0]
+        return count
+
+    def _shard_rows(self, table: str, batch: int) -> Iterator[Row]:
+        after: str | None = None
+        while True:
+            if after is None:
+                rows = self._read(
+                    "scanning",
+                    f"SELECT {_FIELDS} FROM {table} ORDER BY tenant_id LIMIT ?",
+                    (batch,),
+                )
+            else:
+                rows = self._read(
+                    "scanning",
+                    f"SELECT {_FIELDS} FROM {table} WHERE tenant_id > ? "
+                    "ORDER BY tenant_id LIMIT ?",
+                    (after, batch),
+                )
+            yield from rows
+            if len(rows) < batch:
+                return
+            after = rows[-1][0]
+
+    def _rows(self, batch: int) -> Iterator[Row]:
+        return heapq.merge(
+            *(self._shard_rows(table, batch) for table in _TABLES),
+            key=lambda row: str(row[0]),
+        )
+
+    def scan(self, batch: int = 1000) -> Iterator[tuple[str, Record]]:
+        """Every ``(tenant_id, record)`` by tenant id, reading ``batch`` rows a read.
+
+        Each read is its own short transaction: a scan never blocks writers or
+        checkpoints, and may see a tenant written meanwhile in either state.
+        Raises ``ValueError`` if ``batch < 1``.
+        """
+        if batch < 1:
+            msg = f"batch: expected a positive int, got {batch!r}"
+            raise ValueError(msg)
+        self._db()
+        for row in self._rows(batch):
+            yield row[0], self._record(*row)
+
+    def restore(self, records: Sequence[tuple[str, Record]]) -> None:
+        """Write records exactly as given in one transaction, overwriting.
+
+        Raises ``ValueError`` for a version below 1 or an incarnation outside
+        ``1 .. 2**63 - 1`` and ``dna.InvalidDNA`` for an invalid profile, each
+        naming the tenant; then nothing is written.
+        """
+        self._db()
+        tables = self._tables_for(tenant_id for tenant_id, _ in records)
+        rows: list[tuple[str, int, int, str]] = []
+        for tenant_id, record in records:
+            if not isinstance(record.version, int) or record.version < 1:
+                msg = (
+                    f"tenant {tenant_id!r}: version: expected an int >= 1, "
+                    f"got {record.version!r}"
+                )
+                raise ValueError(msg)
+            if not isinstance(record.incarnation, int) or not (
+                1 <= record.incarnation <= MAX_INCARNATION
+            ):
+                msg = (
+                    f"tenant {tenant_id!r}: incarnation: expected an int in "
+                    f"1 .. 2**63 - 1, got {record.incarnation!r}"
+                )
+                raise ValueError(msg)
+            rows.append(
+                (
+                    tenant_id,
+                    record.version,
+                    record.incarnation,
+                    _encode(tenant_id, record.dna),
+                )
+            )
+        if not rows:
+            return
+        with self._transaction(f"restoring {len(rows)} record(s)") as db:
+            sequence = self._meta(db, "sequence") + 1
+            tenants = self._meta(db, "tenants")
+            for tenant_id, version, incarnation, text in rows:
+                table = tables[tenant_id]
+                exists = db.execute(
+                    f"SELECT 1 FROM {table} WHERE tenant_id = ?", (tenant_id,)
+                ).fetchall()
+                if exists:
+                    db.execute(
+                        f"UPDATE {table} SET version = ?, incarnation = ?, "
+                        "sequence = ?, dna = ? WHERE tenant_id = ?",
+                        (version, incarnation, sequence, text, tenant_id),
+                    )
+                else:
+                    db.execute(
+                        f"INSERT INTO {table} VALUES (?, ?, ?, ?, ?)",
+                        (tenant_id, version, incarnation, sequence, text),
+                    )
+                    tenants += 1
+            db.execute(
+                f"UPDATE {_META} SET value = ? WHERE key = 'sequence'", (sequence,)
+            )
+            db.execute(
+                f"UPDATE {_META} SET value = ? WHERE key = 'tenants'", (tenants,)
+            )
+
+    def cursor(self) -> int:
+        """The sequence of the last commit to this file, by any process."""
+        rows = self._read(
+            "reading the commit sequence",
+            f"SELECT value FROM {_META} WHERE key = 'sequence'",
+        )
+        cursor: int = rows[0][0]
+        return cursor
+
+    def changes_since(self, cursor: int) -> Changes:
+        """What any connection, in any process, committed after ``cursor``.
+
+        One short read transaction; the cost grows with the changes, not with
+        the tenants stored.
+        """
+        union = " UNION ALL ".join(
+            f"SELECT tenant_id, version, incarnation FROM {table} WHERE sequence > ?1"
+            for table in _TABLES
+        )
+        with self._transaction("reading changes", "BEGIN") as db:
+            now = self._meta(db, "sequence")
+            floor = self._meta(db, "erasure_floor")
+            updated = db.execute(union, (cursor,)).fetchall()
+            erased = db.execute(
+                f"SELECT incarnation FROM {_ERASURES} WHERE sequence > ? ORDER BY id",
+                (cursor,),
+            ).fetchall()
+        return Changes(
+            now,
+            [(str(t), int(v), int(i)) for t, v, i in updated],
+            [int(incarnation) for (incarnation,) in erased],
+            cursor >= floor,
+        )
+
+    def check(self) -> list[str]:
+        """``PRAGMA integrity_check``, then every stored row read back.
+
+        Returns the problems found, one line each (empty: the file is sound).
+        Raises :class:`StorageError` only if the file cannot be read at all
+        for a reason other than damage (a lock held past the busy timeout).
+        """
+        problems: list[str] = []
+        db = self._db()
+        try:
+            rows = _pragma(db, "integrity_check")
+        except sqlite3.OperationalError as error:
+            msg = f"{self.name}: the integrity check failed: {error}"
+            raise StorageError(msg) from error
+        except sqlite3.DatabaseError as error:
+            return [f"{self.name}: {error}"]
+        if rows != [("ok",)]:
+            problems += [f"{self.name}: {message}" for (message,) in rows]
+        stored = 0
+        try:
+            for table in _TABLES:
+                for row in self._shard_rows(table, 1000):
+                    stored += 1
+                    try:
+                        self._record(*row)
+                    except StorageError as error:
+                        problems.append(str(error))
+                    if _table(row[0]) != table:
+                        problems.append(
+                            f"{self.name}: tenant {row[0]!r} is stored in {table}, "
+                            f"which is not its table ({_table(row[0])})"
+                        )
+            counted = self.count()
+        except StorageError as error:
+            return [*problems, str(error)]
+        if counted != stored:
+            problems.append(
+                f"{self.name}: the tenant counter says {counted}, the tables "
+                f"hold {stored}"
+            )
+        return problems
+
+    def clone(self) -> SQLiteStorage:
+        """Another connection to the same file, for another thread."""
+        self._db()
+        clone = SQLiteStorage.__new__(SQLiteStorage)
+        clone.path = self.path
+        clone.name = self.name
+        clone.busy_timeout = self.busy_timeout
+        clone._connection = _connect(self.path, self.busy_timeout)
+        clone._scrub_pending = False
+        return clone
+
+    def close(self) -> None:
+        """Close the connection; idempotent.
+
+        A checkpoint left pending by :class:`ScrubIncomplete` is tried once
+        more first. Never raises for the connection's own failures.
+        """
+        connection, self._connection = self._connection, None
+        if connection is None:
+            return
+        if self._scrub_pending:
+            with contextlib.suppress(sqlite3.Error):
+                _pragma(connection, "wal_checkpoint(TRUNCATE)")
+        with contextlib.suppress(sqlite3.Error):
+            connection.close()
