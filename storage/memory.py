@@ -33,7 +33,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Final, TypeVar
 
-from dna import InvalidDNA, TenantDNA
+from dna import InvalidDNA, TenantDNA, check_profile
 from storage._base import (
     Change,
     Changes,
@@ -59,16 +59,16 @@ def new_incarnation() -> int:
 
 
 def checked_copy(tenant_id: str, dna: TenantDNA) -> TenantDNA:
-    """A validated copy of ``dna`` sharing nothing with it; ``InvalidDNA`` else."""
+    """A checked copy of ``dna`` sharing nothing with it (``dna.check_profile``).
+
+    Raises ``dna.InvalidDNA`` naming the field and the tenant, ``TypeError``
+    for anything but a ``TenantDNA``.
+    """
     try:
-        return TenantDNA.from_dict(dna.to_dict())
+        return check_profile(dna)
     except InvalidDNA as error:
-        raise InvalidDNA(
-            error.field, f"tenant {tenant_id!r}: {str(error)[len(error.field) + 2 :]}"
-        ) from error
-    except AttributeError as error:
-        msg = f"tenant {tenant_id!r}: expected a TenantDNA, got {type(dna).__name__}"
-        raise TypeError(msg) from error
+        detail = str(error).removeprefix(f"{error.field}: ")
+        raise InvalidDNA(error.field, f"tenant {tenant_id!r}: {detail}") from error
 
 
 def _matches(current: Record | None, change: Change) -> bool:
