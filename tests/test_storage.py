@@ -16,6 +16,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -368,6 +369,61 @@ def test_clones_share_the_database(backend: Storage) -> None:
         other.close()
 
 
+def test_clones_in_several_threads_lose_no_write_and_report_every_one(
+    backend: Storage,
+) -> None:
+    threads, writes = 4, 30
+    seen: dict[str, int] = {}
+    finished: list[str] = []
+    errors: list[BaseException] = []
+
+    def writer(n: int) -> None:
+        own = backend.clone()
+        try:
+            tenant_id = f"tenant-{n}"
+            create(own, tenant_id, profile(0))
+            for step in range(1, writes):
+                write(own, tenant_id, profile(step))
+        except BaseException as error:  # reported by the main thread
+            errors.append(error)
+        finally:
+            own.close()
+            finished.append(tenant_id)
+
+    def watch(watcher: Storage, cursor: int) -> int:
+        changes = watcher.changes_since(cursor)
+        assert changes.complete
+        for tenant_id, version, _ in changes.updated:
+            seen[tenant_id] = max(seen.get(tenant_id, 0), version)
+        return changes.cursor
+
+    watcher = backend.clone()
+    try:
+        cursor = watcher.cursor()
+        started = [
+            threading.Thread(target=writer, args=(n,), daemon=True)
+            for n in range(threads)
+        ]
+        for thread in started:
+            thread.start()
+        deadline = time.monotonic() + CHILD_TIMEOUT
+        while len(finished) < threads:
+            assert time.monotonic() < deadline
+            cursor = watch(watcher, cursor)
+            time.sleep(0.001)
+        for thread in started:
+            thread.join(timeout=CHILD_TIMEOUT)
+        watch(watcher, cursor)
+    finally:
+        watcher.close()
+    assert errors == []
+    assert seen == {f"tenant-{n}": writes for n in range(threads)}
+    for n in range(threads):
+        record = backend.load(f"tenant-{n}")
+        assert record is not None
+        assert (record.dna, record.version) == (profile(writes - 1), writes)
+
+
 # -- open_storage --------------------------------------------------------------
 
 
@@ -660,6 +716,34 @@ def test_a_damaged_stored_profile_is_reported_naming_the_tenant(
         assert opened.load("globex") is not None
         (problem,) = opened.check()
         assert "'acme'" in problem
+    finally:
+        opened.close()
+
+
+def test_a_commit_that_cannot_get_the_write_lock_fails_whole_and_the_next_succeeds(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "profiles.db"
+    opened = SQLiteStorage(path, busy_timeout=0.1)
+    try:
+        first = create(opened, "acme", profile(1))
+        holder = sqlite3.connect(path, isolation_level=None)
+        holder.execute("BEGIN IMMEDIATE")
+        try:
+            with pytest.raises(StorageError, match="nothing was written") as raised:
+                opened.commit(
+                    [
+                        Change("acme", profile(2), 1, first.incarnation),
+                        Change("globex", profile(2), 0, 0),
+                    ]
+                )
+            assert str(path) in str(raised.value)
+            assert opened.load("acme") == Record(profile(1), 1, first.incarnation)
+        finally:
+            holder.execute("ROLLBACK")
+            holder.close()
+        assert write(opened, "acme", profile(2)) == Committed(2, first.incarnation)
+        assert opened.tenants() == ["acme"]
     finally:
         opened.close()
 
