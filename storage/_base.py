@@ -20,7 +20,9 @@ class StorageError(RuntimeError):
     """Storage could not do what was asked: nothing of the operation was written.
 
     The message names the database (path or URL) and the cause; the original
-    exception is chained.
+    exception is chained. One subclass reports a commit that *was* written:
+    ``storage.ScrubIncomplete`` (SQLite), raised when the erased bytes could not
+    yet be wiped from the WAL; it carries the commit's outcomes.
     """
 
 
@@ -41,6 +43,7 @@ class VersionConflict(RuntimeError):
 class Record:
     """A stored profile and its version.
 
+    Every backend hands out records whose ``dna`` is the caller's own copy.
     ``version`` is 1 when the tenant is first stored and grows by 1 with every
     committed write of it. ``incarnation`` tells one life of a tenant from the
     next: it is drawn afresh (a random positive 63-bit int) whenever a tenant
@@ -95,9 +98,12 @@ class Changes(NamedTuple):
     """What was committed since a cursor (:meth:`Storage.changes_since`).
 
     ``updated``: ``(tenant_id, version, incarnation)`` of every record written
-    since; ``erased``: the incarnations erased since. ``complete`` is false when
-    the cursor is too old for the bounded erasure log: then every record the
-    caller holds must be treated as stale.
+    since and still stored, as it is now (a tenant written twice appears once);
+    ``erased``: the incarnations erased since. ``complete`` is false when the
+    cursor is too old for the bounded erasure log (10,000 erasures): then
+    ``erased`` may miss some, and every record the caller holds must be
+    treated as stale. Pass ``cursor`` to the next call; an entry may be
+    reported twice, never missed.
     """
 
     cursor: int
@@ -124,9 +130,14 @@ class Storage(abc.ABC):
         result of the one before. A change whose base is not the stored record
         (and is not forced) is skipped and answered with a :class:`Conflict`;
         the others are written. An erasure removes the record and every byte
-        of it (no trace in the database or beside it once ``commit`` returns).
+        of it (no trace in the database or beside it once ``commit`` returns),
+        and is answered ``Committed(0, 0)`` even if the tenant was absent.
+        Storing an absent tenant draws a new incarnation at version 1.
+
+        Every profile is checked (``dna.check_profile``) before anything is
+        written: an invalid one raises ``dna.InvalidDNA`` naming the tenant.
         If the transaction fails, nothing is written and ``StorageError`` is
-        raised.
+        raised (see its one exception, ``ScrubIncomplete``).
         """
 
     @abc.abstractmethod
@@ -139,18 +150,28 @@ class Storage(abc.ABC):
 
     @abc.abstractmethod
     def scan(self, batch: int = 1000) -> Iterator[tuple[str, Record]]:
-        """Every stored ``(tenant_id, record)`` by tenant id, ``batch`` a read."""
+        """Every stored ``(tenant_id, record)`` by tenant id, ``batch`` a read.
+
+        Each read is short: a long scan blocks no writer, and may see a tenant
+        written during it in either state. ``ValueError`` if ``batch < 1``.
+        """
 
     @abc.abstractmethod
     def restore(self, records: Sequence[tuple[str, Record]]) -> None:
         """Write records exactly as given (versions and incarnations kept).
 
         For importing an export into a database; one transaction, overwriting.
+        A version below 1 or an incarnation outside ``1 .. 2**63 - 1`` raises
+        ``ValueError``, an invalid profile ``dna.InvalidDNA``; then nothing is
+        written.
         """
 
     @abc.abstractmethod
     def cursor(self) -> int:
-        """A position in the commit history, for :meth:`changes_since`."""
+        """A position in the commit history, for :meth:`changes_since`.
+
+        Every commit before it, by any connection, is visible to the caller.
+        """
 
     @abc.abstractmethod
     def changes_since(self, cursor: int) -> Changes:
@@ -166,4 +187,8 @@ class Storage(abc.ABC):
 
     @abc.abstractmethod
     def close(self) -> None:
-        """Release the connection; idempotent."""
+        """Release the connection; idempotent.
+
+        Any later call on this object raises ``StorageError``; other clones
+        stay open.
+        """
