@@ -299,7 +299,9 @@ class MemoryStorage(Storage):
         db = self._open()
         now = next(db.clock)
         erased = _stable(db.erased.copy)
-        complete = cursor >= db.erased_floor  # read after the copy: see _prune
+        # The floor is read after the copy (see _prune); a cursor this clock
+        # never gave comes from another database: trust nothing.
+        complete = db.erased_floor <= cursor < now
         records = _stable(db.records.copy)
         return Changes(
             now,

@@ -327,6 +327,9 @@ class SQLiteStorage(Storage):
     def __init__(
         self, path: str | os.PathLike[str], *, busy_timeout: float = BUSY_TIMEOUT
     ) -> None:
+        if not busy_timeout > 0:
+            msg = f"busy_timeout: expected seconds > 0, got {busy_timeout!r}"
+            raise ValueError(msg)
         self.path = os.path.abspath(os.fspath(path))
         self.name = self.path
         self.busy_timeout = busy_timeout
@@ -731,7 +734,9 @@ class SQLiteStorage(Storage):
             now,
             [(str(t), int(v), int(i)) for t, v, i in updated],
             [int(incarnation) for (incarnation,) in erased],
-            cursor >= floor,
+            # A cursor past the sequence comes from another file, or from
+            # before this one was replaced by an older copy: trust nothing.
+            floor <= cursor <= now,
         )
 
     def check(self) -> list[str]:

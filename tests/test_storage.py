@@ -337,6 +337,11 @@ def test_a_cursor_older_than_the_erasure_log_is_incomplete(
     assert backend.changes_since(recent).complete
 
 
+def test_a_cursor_this_database_never_gave_is_incomplete(backend: Storage) -> None:
+    create(backend, "acme")
+    assert not backend.changes_since(backend.cursor() + 1000).complete
+
+
 def test_check_finds_nothing_wrong_in_a_sound_database(backend: Storage) -> None:
     backend.commit([Change(f"t{n}", profile(n), 0, 0) for n in range(20)])
     erase(backend, "t3")
