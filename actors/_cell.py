@@ -4,14 +4,16 @@ A cell is the meeting point of the threads that submit changes and the one
 tenant actor that applies them. Callers append operations to ``mailbox`` (a
 ``deque``, whose ``append`` and ``popleft`` are atomic) and wake the actor only
 when no wake-up is pending; the actor drains the mailbox in batches and
-publishes ``snapshot`` for readers. Every field has one writer, so no lock is
-needed; the invariants are spelled out where each field is written.
+publishes ``published`` for readers. The tenant's durable state (its committed
+record, the changes applied but not yet committed) lives in the cell too, not
+in the actor, so any actor can take the tenant over: after a passivation, or
+after an actor was lost. Every field has one writer, so no lock is needed.
 """
 
 from __future__ import annotations
 
 from collections import deque
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import pykka
 
@@ -20,15 +22,38 @@ from actors._future import Reply
 
 if TYPE_CHECKING:
     from dna import SessionMetrics, TenantDNA
+    from storage import Change, Outcome, Record, StorageError
+
+
+class Versioned(NamedTuple):
+    """A profile and its storage version (0: nothing stored)."""
+
+    dna: TenantDNA
+    version: int
+
+
+PENDING: Any = object()
+"""An operation's answer before it was decided."""
+
+LATEST: Any = object()
+"""An update's answer: the profile as committed with it (copied on ``get``)."""
 
 
 class Operation:
-    """A change or a request, applied by the tenant's actor in mailbox order."""
+    """A change or a request, applied by the tenant's actor in mailbox order.
 
-    __slots__ = ("future",)
+    ``answer`` is decided when the operation is applied and sent when it is
+    settled (committed, or failed); ``failure`` holds an exception instead.
+    ``counted`` marks a change that holds a place of the store's ``max_queued``.
+    """
+
+    __slots__ = ("answer", "counted", "failure", "future")
 
     def __init__(self) -> None:
         self.future: Reply[Any] = Reply()
+        self.answer: Any = PENDING
+        self.failure: BaseException | None = None
+        self.counted = False
 
 
 class Update(Operation):
@@ -43,51 +68,85 @@ class Update(Operation):
 
 
 class Save(Operation):
-    """Replace the profile with ``dna`` (a copy the caller no longer holds)."""
+    """Replace the profile with ``dna`` (a checked copy the caller no longer holds).
 
-    __slots__ = ("dna",)
+    With ``expected`` set, only if the tenant's version is still that one.
+    """
 
-    def __init__(self, dna: TenantDNA) -> None:
+    __slots__ = ("dna", "expected")
+
+    def __init__(self, dna: TenantDNA, expected: int | None) -> None:
         super().__init__()
         self.dna = dna
+        self.expected = expected
 
 
 class Delete(Operation):
-    """Erase the tenant (GDPR); resolves to ``None``."""
+    """Erase the tenant (GDPR); resolves to ``None`` once erased from storage."""
 
     __slots__ = ()
+
+
+CHANGES = (Update, Save, Delete)
 
 
 class Flush(Operation):
-    """Resolves to ``None`` once every operation before it has been applied."""
+    """Resolves to ``None`` once every change before it has been committed."""
 
     __slots__ = ()
+
+
+class Refresh(Operation):
+    """Another process changed the tenant: reload it if nothing is pending."""
+
+    __slots__ = ()
+
+
+class Settle(Operation):
+    """The outcome of the tenant's commit in flight, from the writer."""
+
+    __slots__ = ("outcome",)
+
+    def __init__(self, outcome: Outcome | StorageError) -> None:
+        super().__init__()
+        self.outcome = outcome
 
 
 class Handover(Operation):
     """Passivate this cell's tenant; the actor then serves ``next_cell``.
 
     With ``next_cell=None`` the actor stops instead (the store is closing).
+    ``cancelled``: the actor it was meant for was lost and replaced; whoever
+    hosts the cell next skips it.
     """
 
-    __slots__ = ("next_cell",)
+    __slots__ = ("cancelled", "next_cell")
 
     def __init__(self, next_cell: TenantCell | None) -> None:
         super().__init__()
         self.next_cell = next_cell
+        self.cancelled = False
 
 
 class TenantCell:
-    """A tenant's identity in the store: its mailbox and its published profile.
+    """A tenant's identity in the store: its mailbox, its published profile, its state.
 
-    A cell lives as long as the store; the actor serving it comes and goes
-    (activation and passivation). Every field has one writer at a time:
+    The actor serving the cell comes and goes (activation, passivation,
+    replacement). Every field has one writer at a time:
 
     * ``mailbox``: appended by any thread; popped only by the actor hosting
       the cell, so operations are applied one at a time in mailbox order.
-    * ``snapshot``: the profile as of the last applied operation, written only
-      by the hosting actor and never mutated once published; ``None`` when the
-      tenant has no stored DNA. Readers copy it without a message.
+    * ``published``: the profile and version readers see, never mutated once
+      published; ``None`` when the tenant has no stored DNA (or is not loaded).
+      Written only by the host, before it answers, so a caller whose change was
+      acknowledged reads it back.
+    * ``loaded``, ``base``, ``working``, ``pending``, ``in_flight``, ``change``,
+      ``latest``, ``suspect``: the host's. ``base`` is the record as last
+      committed; ``working`` is ``base`` with every pending and in-flight change
+      applied; ``in_flight`` the operations of the one commit under way
+      (``change`` is what it writes); ``pending`` those applied after it;
+      ``latest`` the last update whose answer is the working profile itself;
+      ``suspect`` that an actor died holding the cell.
     * ``scheduled``: the wake-up token. Whoever sets it after appending is
       responsible for getting the mailbox drained: it tells the host, or the
       registry when there is none. The host clears it *before* draining, so an
@@ -105,26 +164,55 @@ class TenantCell:
 
     __slots__ = (
         "assigned",
+        "base",
+        "change",
         "closed",
         "host",
+        "in_flight",
+        "latest",
+        "loaded",
         "mailbox",
+        "pending",
+        "published",
         "recent",
         "releasing",
         "scheduled",
-        "snapshot",
+        "suspect",
         "tenant_id",
+        "working",
     )
 
     def __init__(self, tenant_id: str) -> None:
         self.tenant_id = tenant_id
         self.mailbox: deque[Operation] = deque()
-        self.snapshot: TenantDNA | None = None
+        self.published: Versioned | None = None
         self.scheduled = False
         self.host: pykka.ActorRef[Any] | None = None
         self.assigned = False
         self.releasing = False
         self.recent = True
         self.closed = False
+        self.loaded = False
+        self.base: Record | None = None
+        self.working: TenantDNA | None = None
+        self.pending: list[Operation] = []
+        self.in_flight: list[Operation] | None = None
+        self.change: Change | None = None
+        self.latest: Operation | None = None
+        self.suspect = False
+
+    @property
+    def busy(self) -> bool:
+        """Whether the cell has operations that are not settled yet."""
+        return bool(self.mailbox or self.pending or self.in_flight is not None)
+
+    def unsettled_changes(self) -> int:
+        """Changes submitted and not yet settled (for what exit could not apply)."""
+        return sum(
+            isinstance(operation, CHANGES)
+            for operations in (self.mailbox, self.pending, self.in_flight or ())
+            for operation in list(operations)
+        )
 
     def post(self, operation: Operation, registry: pykka.ActorRef[Any]) -> None:
         """Append ``operation`` and, if no wake-up is pending, arrange one.
@@ -146,7 +234,7 @@ class TenantCell:
             try:
                 host.tell(self)
             except pykka.ActorDeadError:
-                pass  # stopped with the store: the registry answers the token
+                pass  # the registry replaces a lost host, or answers at close
             else:
                 return
         registry.tell(("activate", self))
@@ -159,6 +247,7 @@ class TenantCell:
                 operation = mailbox.popleft()
             except IndexError:
                 return
-            operation.future.set_exception(
-                (StoreClosed, StoreClosed("the store is closed"), None)
-            )
+            if not operation.future.done:
+                operation.future.set_exception(
+                    (StoreClosed, StoreClosed("the store is closed"), None)
+                )

@@ -1,9 +1,12 @@
-"""A one-shot reply mailbox that is a ``pykka.Future``."""
+"""A one-shot reply mailbox: a ``pykka.Future``, awaitable without blocking."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import queue
 import sys
+from collections.abc import Callable, Generator
 from typing import Any, Generic, TypeVar
 
 import pykka
@@ -20,9 +23,12 @@ class Reply(pykka.Future[T], Generic[T]):
     which costs more than a whole profile update; a ``SimpleQueue`` is made and
     signalled in C. The value is stored before the signal, and every waiter
     passes the signal on, so any number of threads may ``get()`` it.
+
+    Awaiting it in a coroutine never blocks the event loop: the answer is
+    handed to the loop with ``call_soon_threadsafe`` when it is set.
     """
 
-    __slots__ = ("_copied", "_exc_info", "_signal", "_value")
+    __slots__ = ("_callbacks", "_copied", "_exc_info", "_signal", "_value")
 
     def __init__(self) -> None:
         super().__init__()
@@ -30,6 +36,12 @@ class Reply(pykka.Future[T], Generic[T]):
         self._value: Any = _PENDING
         self._exc_info: Any = None
         self._copied = False
+        self._callbacks: list[Callable[[], None]] | None = None
+
+    @property
+    def done(self) -> bool:
+        """Whether the answer is in."""
+        return self._value is not _PENDING
 
     def get(self, *, timeout: float | None = None) -> T:
         if self._get_hook is not None:
@@ -50,6 +62,7 @@ class Reply(pykka.Future[T], Generic[T]):
             raise queue.Full
         self._value = value
         self._signal.put(None)
+        self._notify()
 
     def set_copied(self, value: Any) -> None:
         """Resolve to ``value.copy()``, made afresh by every ``get()``.
@@ -61,6 +74,7 @@ class Reply(pykka.Future[T], Generic[T]):
         self._copied = True
         self._value = value
         self._signal.put(None)
+        self._notify()
 
     def set_exception(self, exc_info: Any = None) -> None:
         if self._value is not _PENDING:
@@ -72,3 +86,37 @@ class Reply(pykka.Future[T], Generic[T]):
         self._exc_info = exc_info
         self._value = None
         self._signal.put(None)
+        self._notify()
+
+    def _notify(self) -> None:
+        callbacks = self._callbacks
+        if callbacks:
+            for callback in list(callbacks):
+                callback()
+
+    def __await__(self) -> Generator[Any, None, T]:
+        if self._value is _PENDING:
+            loop = asyncio.get_running_loop()
+            waiter: asyncio.Future[None] = loop.create_future()
+
+            def wake() -> None:
+                # Called by the setter's thread, or by ours if the answer
+                # came in while registering; the loop side runs it once.
+                # A closed loop raises RuntimeError: nobody waits any more.
+                with contextlib.suppress(RuntimeError):
+                    loop.call_soon_threadsafe(_resolve, waiter)
+
+            if self._callbacks is None:
+                self._callbacks = []
+            self._callbacks.append(wake)
+            # The setter stores the value before it reads the callbacks, and
+            # we append before we read the value: one of us sees the other.
+            if self._value is not _PENDING:
+                wake()
+            yield from waiter.__await__()
+        return self.get(timeout=0)
+
+
+def _resolve(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)

@@ -2,25 +2,34 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+import math
+import os
+import queue
+import time
 import weakref
 from collections.abc import Mapping
 from types import TracebackType
 from typing import Any, Final
 
 import pykka
-import structlog
 
-from actors._cell import Delete, Operation, Save, TenantCell, Update
+from actors._cell import Delete, Operation, Save, TenantCell, Update, Versioned
+from actors._context import Context, StoreStats
 from actors._errors import StoreClosed, check_tenant_id
 from actors._future import Reply
 from actors._registry import Registry
+from actors._writer import Writer, start_ticker
 from dna import (
     InvalidSessionMetrics,
     TenantDNA,
     check_alpha,
+    check_profile,
     parse_session_metrics,
 )
+from storage import StorageError, open_storage
+from storage.memory import MemoryStorage
 
 DEFAULT_MAX_ACTIVE: Final = 32
 """Tenant actors (threads) a store runs at most; idle tenants are passivated.
@@ -31,9 +40,10 @@ sleeping thread an operation has to wake costs more than the update itself;
 32 busy actors beat 1,024 mostly idle ones by 2-5x.
 """
 
-_CLOSE_TIMEOUT: Final = 30.0
+DEFAULT_MAX_QUEUED: Final = 100_000
+"""Changes in flight in a store at most; a caller past it waits for room."""
 
-_log = structlog.get_logger("actors")
+DURABILITIES: Final = ("commit", "buffered")
 
 
 class TenantDNAStore:
@@ -45,34 +55,72 @@ class TenantDNAStore:
     learning. Reads are answered from the snapshot the actor published after
     its last change, without a message round trip.
 
-    ``TenantDNAStore()`` is an in-memory store. ``max_active`` bounds how many
-    tenant actors (one thread each) run at once; the least recently used
-    tenant is passivated to make room and reactivated on its next use.
+    ``TenantDNAStore()`` keeps profiles in memory. Given a file
+    (``"sqlite:///path.db"`` or any ``os.PathLike``) the profiles outlive the
+    process: with ``durability="commit"`` (the default) a change is
+    acknowledged only once committed to the file, in a transaction shared with
+    other tenants' changes; with ``"buffered"`` once applied in memory, and
+    committed within ``flush_interval`` seconds. Other processes' changes to
+    the same file are seen within ``staleness`` seconds. ``max_active``
+    bounds the tenant actors (one thread each) running at once; ``max_queued``
+    the changes in flight, past which a caller waits.
 
     Use it as a context manager, or call :meth:`close`::
 
-        with TenantDNAStore() as store:
+        with TenantDNAStore("sqlite:///profiles.db") as store:
             profile = store.update_from_session("acme", {"tokens_used": 5000})
     """
 
-    def __init__(self, *, max_active: int = DEFAULT_MAX_ACTIVE) -> None:
-        if isinstance(max_active, bool) or not isinstance(max_active, int):
-            msg = f"max_active: expected an int >= 1, got {max_active!r}"
-            raise TypeError(msg)
-        if max_active < 1:
-            msg = f"max_active: expected an int >= 1, got {max_active!r}"
+    def __init__(
+        self,
+        url: str | os.PathLike[str] | None = None,
+        *,
+        max_active: int = DEFAULT_MAX_ACTIVE,
+        durability: str = "commit",
+        staleness: float = 1.0,
+        flush_interval: float = 1.0,
+        max_queued: int = DEFAULT_MAX_QUEUED,
+        exit_timeout: float = 30.0,
+    ) -> None:
+        _check_count("max_active", max_active)
+        _check_count("max_queued", max_queued)
+        if durability not in DURABILITIES:
+            msg = f"durability: expected 'commit' or 'buffered', got {durability!r}"
             raise ValueError(msg)
+        for name, value in (
+            ("staleness", staleness),
+            ("flush_interval", flush_interval),
+            ("exit_timeout", exit_timeout),
+        ):
+            _check_seconds(name, value)
+        storage = open_storage(url)
+        inline = isinstance(storage, MemoryStorage)
         # Tenant id -> cell. Callers add cells with setdefault (atomic), so
-        # every operation for a tenant meets in one mailbox; nothing removes
-        # them while the store is open.
+        # every operation for a tenant meets in one mailbox.
         self._directory: dict[str, TenantCell] = {}
-        self._registry = Registry.start(self._directory, max_active)
+        context = Context(
+            storage,
+            self._directory,
+            inline=inline,
+            buffered=durability == "buffered" and not inline,
+            max_queued=max_queued,
+        )
+        self._context = context
+        self._registry = Registry.start(context, max_active)
+        context.registry = self._registry
+        self._ticker: queue.SimpleQueue[None] | None = None
+        if not inline:
+            context.writer = Writer.start(context)
+            interval = min(staleness / 2, flush_interval)
+            self._ticker = start_ticker(context.writer, interval)
         self._closed = False
         self._close_calls = itertools.count()
         self._closed_signal: Reply[None] = Reply()
-        # Drains and stops the actors if the store is dropped or the program
+        # Commits and stops the actors if the store is dropped or the program
         # exits without close().
-        self._finalizer = weakref.finalize(self, _shut_down, self._registry)
+        self._finalizer = weakref.finalize(
+            self, _shut_down, context, self._ticker, exit_timeout
+        )
 
     # -- reads ---------------------------------------------------------------
 
@@ -80,50 +128,88 @@ class TenantDNAStore:
         """Return a copy of the tenant's profile, or a fresh default one.
 
         A tenant with no stored DNA gets ``TenantDNA()``, and nothing is stored.
-        Raises ``InvalidTenantId`` or ``StoreClosed``.
+        Raises ``InvalidTenantId``, ``StoreClosed`` or ``StorageError``.
+        """
+        return self.get_versioned(tenant_id).dna
+
+    def get_versioned(self, tenant_id: str) -> Versioned:
+        """Return ``Versioned(dna, version)``: a copy of the profile and its version.
+
+        Version 0 means nothing is stored (and ``dna`` is a default profile).
+        Pass the version to :meth:`save` as ``expected_version`` for a
+        compare-and-set. Reads the published snapshot of a tenant in memory,
+        and storage (in the calling thread) only for one that is not.
         """
         cell = self._cell(tenant_id)
-        if cell is None:
-            return TenantDNA()
-        cell.recent = True
-        snapshot = cell.snapshot
-        return TenantDNA() if snapshot is None else snapshot.copy()
+        if cell is not None:
+            cell.recent = True
+            published = cell.published
+            if published is not None:
+                return Versioned(published.dna.copy(), published.version)
+            if cell.loaded:
+                return Versioned(TenantDNA(), 0)
+        record = self._context.storage_here().load(_plain(tenant_id))
+        if record is None:
+            return Versioned(TenantDNA(), 0)
+        return Versioned(record.dna.copy(), record.version)
 
     @property
     def count(self) -> int:
         """How many tenants have stored DNA."""
-        count: int = self._ask(("count",))
-        return count
+        self._check_open()
+        if self._context.buffered:
+            self.flush()
+        return self._context.storage_here().count()
 
     def list_tenants(self) -> list[str]:
         """The ids of the tenants with stored DNA, sorted."""
-        tenants: list[str] = self._ask(("list",))
-        return tenants
+        self._check_open()
+        if self._context.buffered:
+            self.flush()
+        return self._context.storage_here().tenants()
+
+    def stats(self) -> StoreStats:
+        """The store's figures now; cheap enough to call every second."""
+        self._check_open()
+        context = self._context
+        directory = list(self._directory.values())
+        return StoreStats(
+            tenants=context.storage_here().count(),
+            resident=sum(cell.published is not None for cell in directory),
+            active_actors=context.active,
+            changes_queued=context.places.qsize(),
+            activations=context.activations,
+            passivations=context.passivations,
+            commits=context.commits + context.inline_commits.value,
+            changes_committed=context.changes_committed + context.inline_changes.value,
+            version_conflicts=context.conflicts.value,
+            storage_errors=context.storage_errors.value,
+            actors_replaced=context.replaced,
+        )
 
     # -- changes ---------------------------------------------------------------
 
-    def save(self, tenant_id: str, dna: TenantDNA) -> None:
+    def save(
+        self, tenant_id: str, dna: TenantDNA, *, expected_version: int | None = None
+    ) -> None:
         """Store a copy of ``dna`` as the tenant's profile, replacing what was there.
 
-        Applied in order with the tenant's other changes; returns once applied.
+        Applied in order with the tenant's other changes; returns once applied
+        (and committed, for a durable store). With ``expected_version``, only
+        if the tenant's version is still that one, else ``VersionConflict``.
+        Raises ``InvalidDNA`` for a profile that breaks the rules.
         """
-        cell = self._cell(tenant_id)
-        if not isinstance(dna, TenantDNA):
-            msg = f"dna: expected a TenantDNA, got {type(dna).__name__}"
-            raise TypeError(msg)
-        self._post(tenant_id, cell, Save(dna.copy())).get()
+        self._submit_save(tenant_id, dna, expected_version).get()
 
     def delete(self, tenant_id: str) -> None:
         """Erase the tenant (GDPR). Idempotent.
 
         When it returns, ``get`` gives a default profile, the tenant is in
-        neither ``list_tenants()`` nor ``count``, and no change submitted
-        before the delete can bring it back: they are all applied before it.
+        neither ``list_tenants()`` nor ``count``, no byte of its profile is
+        left in storage, and no change submitted before the delete can bring
+        it back: they are all applied before it.
         """
-        cell = self._cell(tenant_id)
-        if cell is not None:
-            self._post(tenant_id, cell, Delete()).get()
-        # Otherwise no change was ever submitted for it: nothing to erase.
+        self._submit_delete(tenant_id).get()
 
     def update_from_session(
         self, tenant_id: str, session_metrics: Mapping[str, Any], alpha: float = 0.2
@@ -132,42 +218,37 @@ class TenantDNAStore:
 
         Atomic with respect to every other change of the tenant; a new tenant
         starts from the default profile. Returns a copy of the profile right
-        after this session. Raises ``StoreClosed``, ``InvalidTenantId`` or
-        ``InvalidSessionMetrics`` (and then nothing changes).
+        after this session. Raises ``StoreClosed``, ``InvalidTenantId``,
+        ``InvalidSessionMetrics`` (and then nothing changes) or
+        ``StorageError`` (the commit failed; the profile is as it was).
         """
-        cell = self._cell(tenant_id)
-        update = self._update(tenant_id, session_metrics, alpha)
-        profile: TenantDNA = self._post(tenant_id, cell, update).get()
+        profile: TenantDNA = self._submit_update(
+            tenant_id, session_metrics, alpha, raise_invalid=True
+        ).get()
         return profile
 
     def update_from_session_async(
         self, tenant_id: str, session_metrics: Mapping[str, Any], alpha: float = 0.2
     ) -> pykka.Future[TenantDNA]:
-        """Like :meth:`update_from_session`, without waiting.
+        """Like :meth:`update_from_session`, without waiting for the update.
 
-        Returns a ``pykka.Future`` (``.get(timeout=...)``, or ``await`` it) that
-        resolves to the profile right after this session, or raises
-        ``InvalidSessionMetrics``. ``StoreClosed`` and ``InvalidTenantId`` are
-        raised at once.
+        Returns a ``pykka.Future`` (``.get(timeout=...)``, or ``await`` it:
+        the event loop is not blocked) that resolves to the profile right
+        after this session, or raises ``InvalidSessionMetrics`` or
+        ``StorageError``. ``StoreClosed`` and ``InvalidTenantId`` are raised
+        at once. Waits only when ``max_queued`` changes are already in flight.
         """
-        cell = self._cell(tenant_id)
-        try:
-            update = self._update(tenant_id, session_metrics, alpha)
-        except InvalidSessionMetrics:
-            future: Reply[TenantDNA] = Reply()
-            future.set_exception()
-            return future
-        return self._post(tenant_id, cell, update)
+        return self._submit_update(tenant_id, session_metrics, alpha)
 
     def flush(self, timeout: float | None = None) -> None:
-        """Return once every change submitted before the call has been applied."""
+        """Return once every change submitted before the call is committed."""
         for future in self._ask(("flush",)):
             future.get(timeout=timeout)
 
     # -- lifecycle -------------------------------------------------------------
 
     def close(self) -> None:
-        """Apply everything already submitted, stop every actor, drop the profiles.
+        """Commit everything already submitted, stop every actor, release storage.
 
         Idempotent, and safe to call from several threads: every call returns
         once the store is closed. Any later call of another method raises
@@ -202,17 +283,71 @@ class TenantDNAStore:
         self.close()
 
     # -- internals -------------------------------------------------------------
+    # The _submit_* methods check their arguments, take a place for the change
+    # (waiting for one, or raising queue.Full with block=False) and post it.
 
-    def _update(
-        self, tenant_id: str, session_metrics: Mapping[str, Any], alpha: float
-    ) -> Update:
+    def _submit_update(
+        self,
+        tenant_id: str,
+        session_metrics: Mapping[str, Any],
+        alpha: float,
+        *,
+        block: bool = True,
+        raise_invalid: bool = False,
+    ) -> Reply[TenantDNA]:
+        cell = self._cell(tenant_id)
         # Validated in the caller's thread: a bad session is answered at once
         # and never reaches (or costs) the tenant's actor.
         try:
-            return Update(parse_session_metrics(session_metrics), check_alpha(alpha))
+            update = Update(parse_session_metrics(session_metrics), check_alpha(alpha))
         except InvalidSessionMetrics as error:
-            _log.warning("session_metrics_rejected", tenant_id=tenant_id, key=error.key)
-            raise
+            self._context.events.warning(
+                "session_metrics_rejected", tenant_id=_plain(tenant_id), key=error.key
+            )
+            if raise_invalid:
+                raise
+            future: Reply[TenantDNA] = Reply()
+            future.set_exception()
+            return future
+        return self._post(tenant_id, cell, update, block=block)
+
+    def _submit_save(
+        self,
+        tenant_id: str,
+        dna: TenantDNA,
+        expected_version: int | None,
+        *,
+        block: bool = True,
+    ) -> Reply[None]:
+        cell = self._cell(tenant_id)
+        profile = check_profile(dna)
+        if expected_version is not None and (
+            isinstance(expected_version, bool)
+            or not isinstance(expected_version, int)
+            or expected_version < 0
+        ):
+            msg = f"expected_version: expected an int >= 0, got {expected_version!r}"
+            raise ValueError(msg)
+        return self._post(tenant_id, cell, Save(profile, expected_version), block=block)
+
+    def _submit_delete(self, tenant_id: str, *, block: bool = True) -> Reply[None]:
+        cell = self._cell(tenant_id)
+        return self._post(tenant_id, cell, Delete(), block=block)
+
+    def _peek(self, tenant_id: str) -> Versioned | None:
+        """The tenant's profile if it can be read without storage, else ``None``."""
+        cell = self._cell(tenant_id)
+        if cell is None:
+            return None
+        published = cell.published
+        if published is not None:
+            cell.recent = True
+            return Versioned(published.dna.copy(), published.version)
+        return Versioned(TenantDNA(), 0) if cell.loaded else None
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreClosed("the store is closed")
 
     def _cell(self, tenant_id: str) -> TenantCell | None:
         """The tenant's cell, or ``None`` if no change was ever submitted for it.
@@ -226,15 +361,26 @@ class TenantDNAStore:
             cell = self._directory.get(tenant_id)
             if cell is not None:
                 return cell
-        cell = self._directory.get(_plain(check_tenant_id(tenant_id)))
+        cell = self._directory.get(check_tenant_id(tenant_id))
         if cell is None and self._closed:
             # close() emptied the directory after the first check.
             raise StoreClosed("the store is closed")
         return cell
 
     def _post(
-        self, tenant_id: str, cell: TenantCell | None, operation: Operation
-    ) -> pykka.Future[Any]:
+        self,
+        tenant_id: str,
+        cell: TenantCell | None,
+        operation: Operation,
+        *,
+        block: bool = True,
+    ) -> Reply[Any]:
+        """Submit a change; with ``block=False``, raise ``queue.Full`` if no room."""
+        if block:
+            self._context.places.put(None)
+        else:
+            self._context.places.put_nowait(None)
+        operation.counted = True
         if cell is None:
             # setdefault is atomic: racing first writers all get the one cell,
             # so every change of a tenant meets in one mailbox.
@@ -247,8 +393,7 @@ class TenantDNAStore:
         return operation.future
 
     def _ask(self, message: tuple[str, ...]) -> Any:
-        if self._closed:
-            raise StoreClosed("the store is closed")
+        self._check_open()
         try:
             return self._registry.ask(message)
         except pykka.ActorDeadError:
@@ -261,17 +406,70 @@ def _plain(tenant_id: str) -> str:
     return tenant_id if type(tenant_id) is str else str.__str__(tenant_id)
 
 
-def _shut_down(registry: pykka.ActorRef[Registry]) -> None:
-    if not registry.is_alive():
+def _check_count(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        msg = f"{name}: expected an int >= 1, got {value!r}"
+        raise TypeError(msg)
+    if value < 1:
+        msg = f"{name}: expected an int >= 1, got {value!r}"
+        raise ValueError(msg)
+
+
+def _check_seconds(name: str, value: Any) -> None:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or value <= 0
+    ):
+        msg = f"{name}: expected a number of seconds > 0, got {value!r}"
+        raise ValueError(msg)
+
+
+def _shut_down(
+    context: Context, ticker: queue.SimpleQueue[None] | None, timeout: float
+) -> None:
+    """Commit what was submitted, stop every actor; never raises.
+
+    At interpreter exit this runs for a store that was never closed: if the
+    work cannot be done within ``timeout`` seconds, one error names how many
+    changes were not committed.
+    """
+    registry = context.registry
+    if registry is None or not registry.is_alive():
         return
-    # Everything submitted so far is applied before any actor is stopped.
-    flushes: list[pykka.Future[None]]
-    flushes = registry.ask(("flush",), block=True, timeout=_CLOSE_TIMEOUT)
-    for flush in flushes:
-        flush.get(timeout=_CLOSE_TIMEOUT)
-    stops: list[tuple[pykka.Future[None], pykka.ActorRef[Any]]]
-    stops = registry.ask(("close",), block=True, timeout=_CLOSE_TIMEOUT)
-    for future, host in stops:
-        future.get(timeout=_CLOSE_TIMEOUT)
-        host.actor_stopped.wait(_CLOSE_TIMEOUT)
-    registry.stop(timeout=_CLOSE_TIMEOUT)
+    deadline = time.monotonic() + timeout
+
+    def left() -> float:
+        return max(0.0, deadline - time.monotonic())
+
+    try:
+        # Everything submitted so far is committed before any actor stops.
+        flushes: list[pykka.Future[None]]
+        flushes = registry.ask(("flush",), block=True, timeout=left())
+        for flush in flushes:
+            flush.get(timeout=left())
+        stops: list[tuple[pykka.Future[None], pykka.ActorRef[Any]]]
+        stops = registry.ask(("close",), block=True, timeout=left())
+        for future, host in stops:
+            future.get(timeout=left())
+            host.actor_stopped.wait(left())
+        if ticker is not None:
+            ticker.put(None)
+        if context.writer is not None:
+            context.writer.stop(timeout=left())
+        registry.stop(timeout=left())
+    except Exception as error:
+        unsettled = sum(
+            cell.unsettled_changes() for cell in list(context.directory.values())
+        )
+        context.events.error(
+            "store_not_drained",
+            changes_not_committed=unsettled,
+            seconds=timeout,
+            error=type(error).__name__,
+        )
+    finally:
+        with contextlib.suppress(StorageError):
+            context.storage.close()
+        context.close_clones()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +12,6 @@ from typing import Any
 
 import pykka
 import pytest
-from structlog.testing import capture_logs
 
 from actors import InvalidTenantId, StoreClosed, TenantDNAStore
 from dna import InvalidSessionMetrics, TenantDNA
@@ -262,20 +262,24 @@ def test_passivated_tenants_keep_their_profiles() -> None:
         assert learned(store.get("t7")) == learned(TenantDNA())
 
 
-def test_events_name_the_tenant_and_never_the_profile() -> None:
-    with capture_logs() as events, TenantDNAStore() as store:
+def test_events_name_the_tenant_and_never_the_profile(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="tenant_dna")
+    with TenantDNAStore(max_active=1) as store:
         store.update_from_session("acme", SEED_SESSION)
+        store.update_from_session("globex", {"tokens_used": 10})
         with pytest.raises(InvalidSessionMetrics):
             store.update_from_session("acme", {"hour_utc": 24})
         store.delete("acme")
-    by_name = {event["event"]: event for event in events}
+    events = [r.msg for r in caplog.records if r.name == "tenant_dna.actors"]
+    by_name = {event["event"]: event for event in reversed(events)}
     assert by_name["profile_updated"]["tenant_id"] == "acme"
     assert set(by_name["profile_updated"]["keys"]) == set(SEED_SESSION)
     assert by_name["session_metrics_rejected"] == {
         "event": "session_metrics_rejected",
         "tenant_id": "acme",
         "key": "hour_utc",
-        "log_level": "warning",
     }
     assert by_name["tenant_erased"]["tenant_id"] == "acme"
     assert {"tenant_actor_started", "tenant_actor_stopped"} <= set(by_name)

@@ -7,10 +7,8 @@ every answer.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -19,20 +17,11 @@ from hypothesis.stateful import (
     precondition,
     rule,
 )
-from structlog.testing import capture_logs
 
 from actors import TenantDNAStore
 from dna import TenantDNA
 from tests.conftest import learned
 from tests.strategies import profiles, session_metrics
-
-
-@pytest.fixture(autouse=True)
-def _quiet_logs() -> Iterator[None]:
-    # Thousands of actor events would otherwise be printed and slow the run.
-    with capture_logs():
-        yield
-
 
 tenants = st.sampled_from(["acme", "globex", "initech", "umbrella", "hooli"])
 

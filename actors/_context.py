@@ -1,0 +1,136 @@
+"""What the actors of one store share: storage access, limits, counters."""
+
+from __future__ import annotations
+
+import itertools
+import queue
+import threading
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from actors._log import Events
+
+if TYPE_CHECKING:
+    import pykka
+
+    from actors._cell import TenantCell
+    from storage import Storage
+
+
+class Counter:
+    """A count that any thread may add to: ``next`` on ``itertools.count`` is atomic."""
+
+    __slots__ = ("_count",)
+
+    def __init__(self) -> None:
+        self._count = itertools.count()
+
+    def add(self) -> None:
+        """Count one."""
+        next(self._count)
+
+    @property
+    def value(self) -> int:
+        """How many were counted (read without changing it)."""
+        return int(repr(self._count)[6:-1])
+
+
+@dataclass(frozen=True, slots=True)
+class StoreStats:
+    """A store's figures at one moment (cheap enough to read every second).
+
+    * ``tenants``: tenants with stored DNA;
+    * ``resident``: profiles held in memory;
+    * ``active_actors``: tenant actors (threads) running;
+    * ``changes_queued``: changes submitted and not yet settled (in a mailbox
+      or waiting for their commit);
+    * ``activations`` / ``passivations``: tenants given / taken from an actor;
+    * ``commits``: storage transactions that wrote changes;
+    * ``changes_committed``: tenants' changes those transactions wrote;
+    * ``version_conflicts``: commits that found another version than the one
+      their change was computed from (re-applied, or refused to a caller);
+    * ``storage_errors``: storage operations that failed;
+    * ``actors_replaced``: tenant actors lost and replaced by the registry.
+    """
+
+    tenants: int
+    resident: int
+    active_actors: int
+    changes_queued: int
+    activations: int
+    passivations: int
+    commits: int
+    changes_committed: int
+    version_conflicts: int
+    storage_errors: int
+    actors_replaced: int
+
+
+class Context:
+    """The shared parts of one store, handed to each of its actors.
+
+    ``storage`` is the store's own connection; other threads use
+    :meth:`storage_here`, a connection of their own (SQLite connections
+    belong to one thread). ``inline``: changes are committed by the tenant's
+    actor itself (the in-memory backend, where a commit costs microseconds);
+    otherwise they go to the writer, which groups them into transactions.
+    """
+
+    def __init__(
+        self,
+        storage: Storage,
+        directory: dict[str, TenantCell],
+        *,
+        inline: bool,
+        buffered: bool,
+        max_queued: int,
+    ) -> None:
+        self.storage = storage
+        self.directory = directory
+        self.inline = inline
+        self.buffered = buffered
+        self.registry: pykka.ActorRef[Any] | None = None
+        self.writer: pykka.ActorRef[Any] | None = None
+        # Places for changes in flight: put() takes one (blocking when none is
+        # left), get_nowait() gives it back when the change is settled.
+        self.places: queue.Queue[None] = queue.Queue(maxsize=max_queued)
+        self.events = Events("actors")
+        self.conflicts = Counter()
+        self.storage_errors = Counter()
+        self.active = 0  # registry-owned: tenant actors running
+        self.activations = 0  # registry-owned
+        self.passivations = 0  # registry-owned
+        self.replaced = 0  # registry-owned
+        self.commits = 0  # writer-owned (or counted by inline actors below)
+        self.inline_commits = Counter()
+        self.changes_committed = 0  # writer-owned
+        self.inline_changes = Counter()
+        self._local = threading.local()
+        self._clones: list[Storage] = []
+
+    def storage_here(self) -> Storage:
+        """This thread's connection to the store's storage."""
+        clone: Storage | None = getattr(self._local, "storage", None)
+        if clone is None:
+            clone = self._local.storage = self.storage.clone()
+            if clone is not self.storage:
+                self._clones.append(clone)
+        return clone
+
+    def release(self, count: int = 1) -> None:
+        """Give back ``count`` places taken by settled changes."""
+        places = self.places
+        for _ in range(count):
+            try:
+                places.get_nowait()
+            except queue.Empty:  # pragma: no cover - more released than taken
+                return
+
+    def close_clones(self) -> None:
+        """Close every thread's connection (the store is closed)."""
+        for clone in self._clones:
+            try:
+                clone.close()
+            except Exception:  # closing must go on
+                continue
+        self._clones.clear()

@@ -1,0 +1,162 @@
+"""The writer actor: owns the storage connection that commits, groups commits."""
+
+from __future__ import annotations
+
+import queue
+import threading
+from typing import TYPE_CHECKING, Any
+
+import pykka
+
+from actors._cell import Refresh, Settle, TenantCell
+from storage import Change, StorageError
+
+if TYPE_CHECKING:
+    from actors._context import Context
+    from storage import Storage
+
+MAX_BATCH = 1000
+"""Changes one transaction takes at most, so a steady stream still commits."""
+
+
+class Writer(pykka.ThreadingActor):
+    """Commits tenants' changes in shared transactions (group commit).
+
+    Tenant actors send it their batches (``("commit", cell, change, urgent)``)
+    and carry on; it takes every change waiting in its inbox into one
+    transaction, then posts each outcome back into its tenant's cell. With
+    ``durability="commit"`` it commits as soon as its inbox is empty; with
+    ``"buffered"`` it holds changes until a tick (every ``flush_interval``), a
+    flush or an erasure asks for them. On ticks it also asks storage what other
+    processes committed and tells the tenants concerned to reload.
+    """
+
+    use_daemon_thread = True
+
+    def __init__(self, context: Context) -> None:
+        super().__init__()
+        self._context = context
+        self._storage: Storage | None = None
+        self._batch: list[tuple[TenantCell, Change]] = []
+        self._urgent = False
+        self._cursor: int | None = None
+        self._ours: dict[str, int] = {}  # committed here since the last poll
+        self._log = context.events
+
+    def on_start(self) -> None:
+        self._storage = self._context.storage_here()
+        try:
+            self._cursor = self._storage.cursor()
+        except StorageError as error:
+            self._log.error("storage_poll_failed", error=str(error))
+
+    def on_receive(self, message: Any) -> None:
+        try:
+            kind = message[0]
+            if kind == "commit":
+                self._batch.append((message[1], message[2]))
+                self._urgent = self._urgent or message[3]
+            elif kind == "flush":
+                self._urgent = True
+            elif kind == "tick":
+                self._urgent = True
+                self._poll()
+            if (
+                (self._urgent or not self._context.buffered)
+                and self.actor_inbox.empty()
+            ) or len(self._batch) >= MAX_BATCH:
+                self._commit()
+        except Exception as error:  # the writer must outlive any message
+            self._log.error("writer_failed", error=repr(error))
+
+    def on_stop(self) -> None:
+        self._commit()
+
+    def _commit(self) -> None:
+        self._urgent = False
+        batch, self._batch = self._batch, []
+        if not batch:
+            return
+        storage = self._storage
+        assert storage is not None
+        try:
+            outcomes: list[Any] = storage.commit([change for _, change in batch])
+        except StorageError as error:
+            self._context.storage_errors.add()
+            self._log.error("commit_failed", changes=len(batch), error=str(error))
+            outcomes = [error] * len(batch)
+        else:
+            self._context.commits += 1
+            self._context.changes_committed += len(batch)
+            for (cell, _), outcome in zip(batch, outcomes, strict=True):
+                version = getattr(outcome, "version", None)
+                if version is not None:
+                    self._ours[cell.tenant_id] = version
+        registry = self._context.registry
+        assert registry is not None
+        for (cell, _), outcome in zip(batch, outcomes, strict=True):
+            cell.post(Settle(outcome), registry)
+
+    def _poll(self) -> None:
+        """Tell tenants changed by other processes to reload."""
+        storage = self._storage
+        if storage is None:
+            return
+        try:
+            if self._cursor is None:
+                self._cursor = storage.cursor()
+                return
+            changes = storage.changes_since(self._cursor)
+        except StorageError as error:
+            self._context.storage_errors.add()
+            self._log.error("storage_poll_failed", error=str(error))
+            return
+        self._cursor = changes.cursor
+        ours, self._ours = self._ours, {}
+        directory = self._context.directory
+        stale: list[TenantCell] = []
+        for tenant_id, version, incarnation in changes.updated:
+            cell = directory.get(tenant_id)
+            if cell is None or not cell.loaded or ours.get(tenant_id) == version:
+                continue
+            base = cell.base
+            if base is None or (base.version, base.incarnation) != (
+                version,
+                incarnation,
+            ):
+                stale.append(cell)
+        if changes.erased or not changes.complete:
+            erased = set(changes.erased)
+            for cell in list(directory.values()):
+                base = cell.base
+                if cell.loaded and (
+                    not changes.complete
+                    or (base is not None and base.incarnation in erased)
+                ):
+                    stale.append(cell)
+        registry = self._context.registry
+        assert registry is not None
+        for cell in stale:
+            cell.post(Refresh(), registry)
+
+
+def start_ticker(
+    writer: pykka.ActorRef[Writer], interval: float
+) -> queue.SimpleQueue[None]:
+    """Tell ``writer`` a ``tick`` every ``interval`` s, until the queue gets an item."""
+    stop: queue.SimpleQueue[None] = queue.SimpleQueue()
+
+    def run() -> None:
+        while True:
+            try:
+                stop.get(timeout=interval)
+            except queue.Empty:
+                try:
+                    writer.tell(("tick",))
+                except pykka.ActorDeadError:
+                    return
+            else:
+                return
+
+    threading.Thread(target=run, name="tenant-dna-ticker", daemon=True).start()
+    return stop
