@@ -845,7 +845,8 @@ def test_processes_sharing_a_file_lose_no_compare_and_set_update(
 ) -> None:
     path = tmp_path / "profiles.db"
     opened = SQLiteStorage(path)
-    create(opened, "shared", profile(avg_tokens_per_task=0))
+    shared = create(opened, "shared", profile(avg_tokens_per_task=0))
+    cursor = opened.cursor()
     children = [
         subprocess.Popen(
             _child("increment", str(path), "40"),
@@ -869,4 +870,7 @@ def test_processes_sharing_a_file_lose_no_compare_and_set_update(
     assert record is not None
     assert record.dna.avg_tokens_per_task == 120
     assert record.version == 121
+    changes = opened.changes_since(cursor)
+    assert changes.updated == [("shared", 121, shared.incarnation)]
+    assert changes.complete
     opened.close()
