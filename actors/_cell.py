@@ -103,13 +103,20 @@ class Refresh(Operation):
 
 
 class Settle(Operation):
-    """The outcome of the tenant's commit in flight, from the writer."""
+    """The outcome of the tenant's commit in flight, from the writer.
 
-    __slots__ = ("outcome",)
+    ``scrub``: the commit was written, but an erasure in it may still have
+    bytes in storage; the erasure's caller is told so.
+    """
 
-    def __init__(self, outcome: Outcome | StorageError) -> None:
+    __slots__ = ("outcome", "scrub")
+
+    def __init__(
+        self, outcome: Outcome | StorageError, scrub: StorageError | None = None
+    ) -> None:
         super().__init__()
         self.outcome = outcome
+        self.scrub = scrub
 
 
 class Handover(Operation):

@@ -147,7 +147,7 @@ class TenantActor(pykka.ThreadingActor):
                     operation.future.set(None)
                 elif kind is Settle:
                     assert isinstance(operation, Settle)
-                    self._settle(cell, operation.outcome)
+                    self._settle(cell, operation.outcome, operation.scrub)
                 elif kind is Flush:
                     self._flush(cell, operation)
                 elif kind is Refresh:
@@ -299,8 +299,8 @@ class TenantActor(pykka.ThreadingActor):
             if self._context.inline:
                 try:
                     outcome = self._context.storage_here().commit([change])[0]
-                except StorageError as error:
-                    self._settle(cell, error)
+                except Exception as error:
+                    self._settle(cell, as_storage_error(error))
                 else:
                     self._context.inline_commits.add()
                     self._context.inline_changes.add()
@@ -313,7 +313,9 @@ class TenantActor(pykka.ThreadingActor):
                 except pykka.ActorDeadError:
                     self._settle(cell, StorageError("the store's writer has stopped"))
 
-    def _settle(self, cell: TenantCell, outcome: Any) -> None:
+    def _settle(
+        self, cell: TenantCell, outcome: Any, scrub: StorageError | None = None
+    ) -> None:
         """The commit in flight is done: answer, re-apply, or go back."""
         batch = cell.in_flight
         change = cell.change
@@ -329,7 +331,7 @@ class TenantActor(pykka.ThreadingActor):
                 cell.base = Record(change.dna, outcome.version, outcome.incarnation)
                 if not self._context.buffered:
                     cell.published = Versioned(change.dna, outcome.version)
-            self._answer(batch, change.dna)
+            self._answer(batch, change.dna, scrub)
             self._events(cell, batch, outcome.version)
         elif isinstance(outcome, Conflict):
             self._context.conflicts.add()
@@ -384,14 +386,25 @@ class TenantActor(pykka.ThreadingActor):
 
     # -- answering -------------------------------------------------------------
 
-    def _answer(self, batch: list[Operation], committed: Any) -> None:
-        """Answer a settled batch: ``committed`` is what it wrote, or the error."""
+    def _answer(
+        self,
+        batch: list[Operation],
+        committed: Any,
+        scrub: StorageError | None = None,
+    ) -> None:
+        """Answer a settled batch: ``committed`` is what it wrote, or the error.
+
+        ``scrub``: the batch was written but an erasure's bytes may remain;
+        the erasure is answered with it.
+        """
         failed = isinstance(committed, StorageError)
         for operation in batch:
             future = operation.future
             if not future.done:
                 if failed:
-                    future.set_exception((StorageError, committed, None))
+                    future.set_exception((type(committed), committed, None))
+                elif scrub is not None and type(operation) is Delete:
+                    future.set_exception((type(scrub), scrub, None))
                 elif operation.failure is not None:
                     error = operation.failure
                     future.set_exception((type(error), error, None))
@@ -451,6 +464,15 @@ class TenantActor(pykka.ThreadingActor):
         if operation.counted:
             operation.counted = False
             self._context.release()
+
+
+def as_storage_error(error: Exception) -> StorageError:
+    """``error`` as a ``StorageError``: a commit's callers get one kind of error."""
+    if isinstance(error, StorageError):
+        return error
+    failure = StorageError(f"the commit failed: {error!r}")
+    failure.__cause__ = error
+    return failure
 
 
 def _next_batch(pending: list[Operation]) -> tuple[list[Operation], list[Operation]]:

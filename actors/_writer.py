@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING, Any
 import pykka
 
 from actors._cell import Refresh, Settle, TenantCell
-from storage import Change, StorageError
+from actors._tenant import as_storage_error
+from storage import Change, ScrubIncomplete, StorageError
 
 if TYPE_CHECKING:
     from actors._context import Context
@@ -79,13 +80,21 @@ class Writer(pykka.ThreadingActor):
             return
         storage = self._storage
         assert storage is not None
+        scrub: StorageError | None = None
         try:
             outcomes: list[Any] = storage.commit([change for _, change in batch])
-        except StorageError as error:
+        except ScrubIncomplete as error:
+            # Written: every change is settled as committed; only the
+            # erasures' callers hear that bytes may remain for now.
             self._context.storage_errors.add()
-            self._log.error("commit_failed", changes=len(batch), error=str(error))
-            outcomes = [error] * len(batch)
-        else:
+            self._log.error("erasure_scrub_incomplete", error=str(error))
+            outcomes, scrub = error.outcomes, error
+        except Exception as error:
+            failure = as_storage_error(error)
+            self._context.storage_errors.add()
+            self._log.error("commit_failed", changes=len(batch), error=str(failure))
+            outcomes = [failure] * len(batch)
+        if not isinstance(outcomes[0], StorageError):
             self._context.commits += 1
             self._context.changes_committed += len(batch)
             for (cell, _), outcome in zip(batch, outcomes, strict=True):
@@ -95,7 +104,7 @@ class Writer(pykka.ThreadingActor):
         registry = self._context.registry
         assert registry is not None
         for (cell, _), outcome in zip(batch, outcomes, strict=True):
-            cell.post(Settle(outcome), registry)
+            cell.post(Settle(outcome, scrub), registry)
 
     def _poll(self) -> None:
         """Tell tenants changed by other processes to reload."""
