@@ -349,7 +349,7 @@ class TenantActor(pykka.ThreadingActor):
                 # Computed from a life of the tenant that was erased meanwhile:
                 # an erasure is never undone, so these are not written.
                 self._reapply(cell, [])
-                self._answer(batch, None)
+                self._answer(batch, change.dna)
             else:
                 self._reapply(cell, batch)
             if not self._context.buffered:
@@ -373,9 +373,15 @@ class TenantActor(pykka.ThreadingActor):
         self._submit(cell)
 
     def _reapply(self, cell: TenantCell, first: list[Operation]) -> None:
-        """Rebuild the working profile: ``first``, then what is pending, on the base."""
-        base = cell.base
-        cell.working = None if base is None else base.dna.copy()
+        """Rebuild the working profile: ``first``, then what is pending, on the base.
+
+        The base is the committed record, or what the commit in flight writes.
+        """
+        if cell.in_flight is not None and cell.change is not None:
+            start = cell.change.dna
+        else:
+            start = None if cell.base is None else cell.base.dna
+        cell.working = None if start is None else start.copy()
         cell.latest = None
         operations = first + cell.pending
         cell.pending = []

@@ -45,11 +45,13 @@ class Writer(pykka.ThreadingActor):
         self._log = context.events
 
     def on_start(self) -> None:
-        self._storage = self._context.storage_here()
+        # A failure here is reported with every commit (no connection).
         try:
+            self._storage = self._context.storage_here()
             self._cursor = self._storage.cursor()
-        except StorageError as error:
-            self._log.error("storage_poll_failed", error=str(error))
+        except Exception as error:
+            self._context.storage_errors.add()
+            self._log.error("storage_connect_failed", error=str(error))
 
     def on_receive(self, message: Any) -> None:
         try:
@@ -61,6 +63,8 @@ class Writer(pykka.ThreadingActor):
                 self._urgent = True
             elif kind == "tick":
                 self._urgent = True
+                self._poll()
+            elif kind == "poll":
                 self._poll()
             if (
                 (self._urgent or not self._context.buffered)
@@ -79,9 +83,10 @@ class Writer(pykka.ThreadingActor):
         if not batch:
             return
         storage = self._storage
-        assert storage is not None
         scrub: StorageError | None = None
         try:
+            if storage is None:
+                raise StorageError("the writer has no connection to storage")
             outcomes: list[Any] = storage.commit([change for _, change in batch])
         except ScrubIncomplete as error:
             # Written: every change is settled as committed; only the
