@@ -1,0 +1,66 @@
+"""Which database a command works on: ``--url`` or ``TENANT_DNA_URL``."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Final
+
+from ops._errors import BadUsage, CommandFailed
+from storage import Storage, open_storage
+
+ENVIRONMENT: Final = "TENANT_DNA_URL"
+_SQLITE: Final = "sqlite:///"
+
+
+def resolve(url: str | None) -> str | Path:
+    """The storage URL to open: a bare path is an SQLite file.
+
+    ``--url`` wins over the environment; neither is bad usage.
+    """
+    if url is None:
+        url = os.environ.get(ENVIRONMENT)
+    if not url:
+        msg = f"no database named: pass --url or set {ENVIRONMENT}"
+        raise BadUsage(msg)
+    if "://" not in url:
+        return Path(url)
+    if url.lower().startswith("memory://"):
+        msg = "memory:// keeps nothing between commands: name an SQLite file"
+        raise BadUsage(msg)
+    return url
+
+
+def sqlite_path(target: str | Path) -> str | None:
+    """The file that ``target`` names, if it is an SQLite one."""
+    if isinstance(target, Path):
+        return str(target)
+    if target.lower().startswith(_SQLITE) and len(target) > len(_SQLITE):
+        return target[len(_SQLITE) :]
+    return None
+
+
+@contextlib.contextmanager
+def opened(url: str | None, *, create: bool = False) -> Iterator[Storage]:
+    """Open the database; closed when the block ends.
+
+    A missing SQLite file is created only with ``create`` (``import``): a
+    mistyped path given to ``erase`` or ``check`` must not leave an empty
+    database behind. Raises :class:`BadUsage` for a URL that names no
+    backend; ``StorageError`` (naming the path) for a file that is not ours.
+    """
+    target = resolve(url)
+    path = sqlite_path(target)
+    if path is not None and not create and not os.path.lexists(path):
+        msg = f"{os.path.abspath(path)}: no such file"
+        raise CommandFailed(msg)
+    try:
+        storage = open_storage(target)
+    except ValueError as error:
+        raise BadUsage(str(error)) from error
+    try:
+        yield storage
+    finally:
+        storage.close()
