@@ -1,0 +1,689 @@
+"""The durable store: TenantDNAStore on real SQLite files, with real processes.
+
+SPEC §4 as its callers see it: restarts, ``kill -9``, erasure that leaves no
+byte, several processes on one file, staleness, files that are not ours, a
+full disk (``RLIMIT_FSIZE``), compare-and-set across processes, incarnations,
+group commit and the exit of a process that never closed its store. No mocks:
+the children are ``tests/programs/durable_jobs.py``; figures measured here are
+printed (run with ``-s`` to see them).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import selectors
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from actors import StorageError, TenantDNAStore, VersionConflict, Versioned
+from dna import TenantDNA
+from tests.conftest import PROBE, SEED_SESSION, sessions_applied
+from tests.programs.durable_jobs import secrets, victim_sessions
+from tests.test_storage import _files
+
+ROOT = Path(__file__).resolve().parent.parent
+MODES = ["commit", "buffered"]
+CHILD_TIMEOUT = 45.0
+"""Seconds any child process may take (pytest-timeout allows 120 a test)."""
+VISIBLE_WITHIN = 5.0
+"""How long another process's change may take to show (the contract: staleness)."""
+
+
+def figure(name: str, value: object) -> None:
+    """Report a measured figure (shown with ``pytest -s``)."""
+    print(f"\nFIGURE {name}: {value}")
+
+
+def _command(*arguments: str) -> list[str]:
+    return [sys.executable, "-m", "tests.programs.durable_jobs", *arguments]
+
+
+def run_job(*arguments: str) -> list[Any]:
+    """Run a job to its end; its JSON lines (it must exit 0)."""
+    result = subprocess.run(
+        _command(*arguments),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=CHILD_TIMEOUT,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    return [json.loads(line) for line in result.stdout.splitlines()]
+
+
+def integrity(path: Path) -> list[tuple[Any, ...]]:
+    """``PRAGMA integrity_check`` on a plain connection of our own."""
+    connection = sqlite3.connect(path)
+    try:
+        return connection.execute("PRAGMA integrity_check").fetchall()
+    finally:
+        connection.close()
+
+
+def wait_for(
+    condition: Callable[[], bool],
+    timeout: float,
+    failed: Callable[[], bool] = lambda: False,
+) -> float | None:
+    """Poll ``condition`` every 10 ms; the ``time.time()`` it held, or ``None``.
+
+    Gives up at once when ``failed()`` says there is nothing to wait for.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        if condition():
+            return time.time()
+        if time.monotonic() >= deadline or failed():
+            return None
+        time.sleep(0.01)
+
+
+def versioned(store: TenantDNAStore, tenant_id: str) -> tuple[int, dict[str, Any]]:
+    got = store.get_versioned(tenant_id)
+    return got.version, got.dna.to_dict()
+
+
+# -- restarts ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("durability", MODES)
+def test_profiles_survive_a_restart(tmp_path: Path, durability: str) -> None:
+    path = tmp_path / "profiles.db"
+    tenants = [f"tenant-{n}" for n in range(12)]
+    with TenantDNAStore(path, durability=durability) as store:
+        for n, tenant in enumerate(tenants):
+            for _ in range(n % 3 + 1):
+                store.update_from_session(tenant, SEED_SESSION)
+        store.save("saved", TenantDNA(common_intents=["kept"], last_updated=1.5e9))
+        store.update_from_session("gone", SEED_SESSION)
+        store.delete("gone")
+        before = {tenant: versioned(store, tenant) for tenant in [*tenants, "saved"]}
+    # "commit" stores each update on its own; "buffered" may group them.
+    assert all(version >= 1 for version, _ in before.values())
+    if durability == "commit":
+        assert {version for version, _ in before.values()} == {1, 2, 3}
+    with TenantDNAStore(f"sqlite:///{path}", durability=durability) as again:
+        after = {tenant: versioned(again, tenant) for tenant in before}
+        assert after == before
+        assert again.get_versioned("gone").version == 0
+        assert again.list_tenants() == sorted(before)
+        assert again.count == len(before)
+    assert integrity(path) == [("ok",)]
+
+
+# -- kill -9 -------------------------------------------------------------------
+
+
+def _acknowledged_until_killed(
+    path: Path, durability: str, threads: int, seconds: float
+) -> tuple[dict[int, list[float]], float]:
+    """Run ``update_loop`` for ``seconds`` after its first acks, SIGKILL it.
+
+    Returns, for each thread k (tenant ``kill-k``), the ``time.monotonic()``
+    of each update it had acknowledged, and the time of the kill.
+    """
+    child = subprocess.Popen(
+        _command("update_loop", str(path), durability, str(threads)),
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    received = b""
+    try:
+        assert child.stdout is not None
+        os.set_blocking(child.stdout.fileno(), False)
+        selector = selectors.DefaultSelector()
+        selector.register(child.stdout, selectors.EVENT_READ)
+        deadline = time.monotonic() + CHILD_TIMEOUT
+        kill_at: float | None = None
+        while kill_at is None or time.monotonic() < kill_at:
+            assert time.monotonic() < deadline, "the child acknowledged too little"
+            if selector.select(timeout=0.1):
+                received += child.stdout.read() or b""
+            if kill_at is None and received.count(b"\n") >= 4 * threads:
+                kill_at = time.monotonic() + seconds
+            assert child.poll() is None, child.stderr.read() if child.stderr else ""
+        killed = time.monotonic()
+        child.send_signal(signal.SIGKILL)
+        child.wait(timeout=CHILD_TIMEOUT)
+        os.set_blocking(child.stdout.fileno(), True)
+        received += child.stdout.read()
+        selector.close()
+    finally:
+        child.kill()
+        child.wait(timeout=CHILD_TIMEOUT)
+        for stream in (child.stdout, child.stderr):
+            if stream is not None:
+                stream.close()
+    assert child.returncode == -signal.SIGKILL
+    acknowledged: dict[int, list[float]] = {k: [] for k in range(threads)}
+    # A line cut by the kill names no acknowledged update.
+    for line in received.split(b"\n")[:-1]:
+        k, at = line.split()
+        acknowledged[int(k)].append(float(at))
+    return acknowledged, killed
+
+
+def test_kill_9_loses_no_acknowledged_update_with_durability_commit(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "profiles.db"
+    threads = 4
+    acknowledged, _ = _acknowledged_until_killed(
+        path, "commit", threads, random.uniform(0.4, 0.8)
+    )
+    assert integrity(path) == [("ok",)]
+    with TenantDNAStore(path) as survivor:
+        committed = {k: survivor.get_versioned(f"kill-{k}") for k in range(threads)}
+    figure(
+        "kill -9 (commit): updates acknowledged per tenant",
+        [len(acknowledged[k]) for k in range(threads)],
+    )
+    for k in range(threads):
+        applied = sessions_applied(committed[k].dna)
+        # Each thread waits for its ack before the next update: at most one
+        # update committed but not yet printed when the kill came.
+        assert len(acknowledged[k]) <= applied <= len(acknowledged[k]) + 1, k
+        # One update in flight per tenant: each commit wrote one session.
+        assert committed[k].version == applied
+
+
+def test_kill_9_with_durability_buffered_leaves_a_sound_file(tmp_path: Path) -> None:
+    path = tmp_path / "profiles.db"
+    threads = 4
+    acknowledged, killed = _acknowledged_until_killed(
+        path, "buffered", threads, random.uniform(0.5, 0.9)
+    )
+    assert integrity(path) == [("ok",)]
+    with TenantDNAStore(path) as survivor:
+        applied = {
+            k: sessions_applied(survivor.get(f"kill-{k}")) for k in range(threads)
+        }
+    for k in range(threads):
+        # What was committed was acknowledged (the +1: an ack not yet printed).
+        assert applied[k] <= len(acknowledged[k]) + 1, k
+    # The contract: at most the last flush_interval (0.2 s here) is lost.
+    # Reported, not asserted: a timer on a shared 2-core machine.
+    lost = {k: acknowledged[k][applied[k] :] for k in range(threads)}
+    oldest = max((killed - times[0] for times in lost.values() if times), default=0)
+    figure(
+        "kill -9 (buffered, flush_interval 0.2): acknowledged, lost per tenant",
+        [(len(acknowledged[k]), len(lost[k])) for k in range(threads)],
+    )
+    figure("kill -9 (buffered): oldest lost ack, seconds before the kill", oldest)
+
+
+# -- erasure -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("origin", ["this_store", "another_store", "another_process"])
+@pytest.mark.parametrize("durability", MODES)
+def test_after_delete_no_byte_of_the_tenant_is_left_in_any_file(
+    tmp_path: Path, durability: str, origin: str
+) -> None:
+    folder = tmp_path / "db"
+    folder.mkdir()
+    path = folder / "profiles.db"
+    tag = f"{durability}-{origin}"
+    victim = secrets(tag)[0]
+
+    def keepers(step: int) -> None:
+        for n in range(30):
+            store.update_from_session(
+                f"keeper-{n}",
+                {
+                    "intent": f"intent-of-keeper-{n}-q7zx",
+                    "tools_used": {f"tool-of-keeper-{n}-{step}": 1},
+                },
+            )
+
+    other: TenantDNAStore | None = None
+    store = TenantDNAStore(path, durability=durability)
+    try:
+        keepers(0)
+        if origin == "this_store":
+            for session in victim_sessions(tag):
+                store.update_from_session(victim, session)
+        elif origin == "another_store":
+            # Open, holding the victim resident, while this store erases it.
+            other = TenantDNAStore(path, durability=durability)
+            for session in victim_sessions(tag):
+                other.update_from_session(victim, session)
+            other.flush()
+        else:
+            run_job("write_victim", str(path), tag, durability)
+        store.flush()
+        keepers(1)  # changes still buffered, in "buffered", when it erases
+        if origin == "this_store":
+            store.update_from_session(victim, victim_sessions(tag)[0])
+        store.delete(victim)
+        everything = b"".join(_files(folder).values())
+        left = [secret for secret in secrets(tag) if secret.encode() in everything]
+        assert left == [], sorted(_files(folder))
+        # The scan does see what is stored.
+        assert b"intent-of-keeper-29-q7zx" in everything
+        assert store.get_versioned(victim).version == 0
+        assert victim not in store.list_tenants()
+        assert store.count == 30
+    finally:
+        if other is not None:
+            other.close()
+        store.close()
+    everything = b"".join(_files(folder).values())
+    assert [s for s in secrets(tag) if s.encode() in everything] == []
+    assert integrity(path) == [("ok",)]
+
+
+# -- several processes ---------------------------------------------------------
+
+
+def test_three_processes_of_two_threads_lose_no_update(tmp_path: Path) -> None:
+    path = tmp_path / "profiles.db"
+    TenantDNAStore(path).close()  # created once, before the children race
+    processes, threads, rounds, tenants = 3, 2, 40, 3
+    # Every child has opened its store by then (an import takes ~0.3 s).
+    start = time.time() + 1.5
+    children = [
+        subprocess.Popen(
+            _command(
+                "hammer",
+                str(path),
+                str(threads),
+                str(rounds),
+                str(tenants),
+                str(start),
+            ),
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(processes)
+    ]
+    reports = []
+    try:
+        for child in children:
+            stdout, stderr = child.communicate(timeout=CHILD_TIMEOUT)
+            assert child.returncode == 0, stderr
+            reports.append(json.loads(stdout))
+    finally:
+        for child in children:
+            child.kill()
+            child.wait(timeout=CHILD_TIMEOUT)
+    for report in reports:
+        assert report["failures"] == []
+        assert report["hung"] == 0
+    figure(
+        "3 processes x 2 threads: version conflicts re-applied per process",
+        [report["conflicts"] for report in reports],
+    )
+    figure("3 processes x 2 threads: seconds", round(time.time() - start, 2))
+    with TenantDNAStore(path) as after:
+        applied = [sessions_applied(after.get(f"shared-{n}")) for n in range(tenants)]
+    assert applied == [processes * threads * rounds] * tenants
+    assert integrity(path) == [("ok",)]
+
+
+@pytest.mark.parametrize("durability", MODES)
+def test_another_processes_save_and_erasure_are_seen_within_staleness(
+    tmp_path: Path, durability: str
+) -> None:
+    path = tmp_path / "profiles.db"
+    with TenantDNAStore(path, durability=durability, staleness=0.5) as store:
+        # Resident here: reads come from memory, never from the file.
+        store.update_from_session("watched", SEED_SESSION)
+        store.flush()
+        version = store.get_versioned("watched").version
+
+        def changed_by(arguments: list[str], seen: Callable[[], bool]) -> float:
+            child = subprocess.Popen(
+                _command(*arguments),
+                cwd=ROOT,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            try:
+                # Polled while the child runs: seen once its commit is done.
+                at = wait_for(
+                    seen, CHILD_TIMEOUT, lambda: child.poll() not in (None, 0)
+                )
+                stdout, stderr = child.communicate(timeout=CHILD_TIMEOUT)
+            finally:
+                child.kill()
+                child.wait(timeout=CHILD_TIMEOUT)
+            assert child.returncode == 0, stderr
+            returned = json.loads(stdout)["returned"]
+            assert at is not None, "never seen"
+            delay = at - returned
+            assert delay < VISIBLE_WITHIN, delay
+            return delay
+
+        saved = changed_by(
+            ["save", str(path), "watched", "from-another-process"],
+            lambda: store.get("watched").common_intents == ["from-another-process"],
+        )
+        assert store.get_versioned("watched").version == version + 1
+        erased = changed_by(
+            ["delete", str(path), "watched"],
+            lambda: store.get_versioned("watched").version == 0,
+        )
+        assert store.get("watched").common_intents == []
+        assert "watched" not in store.list_tenants()
+    figure(
+        f"staleness 0.5 ({durability}): seconds until seen (save, erasure)",
+        (round(saved, 3), round(erased, 3)),
+    )
+
+
+def test_compare_and_set_across_processes_refuses_a_stale_version(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "profiles.db"
+    # No poll here for a minute: this store's copy goes stale.
+    with TenantDNAStore(path, staleness=120, flush_interval=60) as store:
+        store.save("cas", TenantDNA(common_intents=["parent"]))
+        assert store.get_versioned("cas").version == 1
+        (child,) = run_job("compare_and_set", str(path), "cas", "1", "child")
+        assert child == {"seen": 1, "saved": 2}
+        # Ours still says version 1; storage's compare-and-set knows better.
+        with pytest.raises(VersionConflict) as raised:
+            store.save("cas", TenantDNA(common_intents=["stale"]), expected_version=1)
+        conflict = raised.value
+        assert (conflict.tenant_id, conflict.expected, conflict.actual) == (
+            "cas",
+            1,
+            2,
+        )
+        got = store.get_versioned("cas")
+        assert (got.version, got.dna.common_intents) == (2, ["child"])
+        store.save("cas", TenantDNA(common_intents=["parent"]), expected_version=2)
+        (child,) = run_job("compare_and_set", str(path), "cas", "2", "late")
+        assert child == {"seen": 3, "conflict": ["cas", 2, 3], "after": 3}
+    with TenantDNAStore(path) as again:
+        got = again.get_versioned("cas")
+        assert (got.version, got.dna.common_intents) == (3, ["parent"])
+
+
+def _old_life_resident_elsewhere(
+    path: Path, tag: str, new_life_updates: int
+) -> tuple[TenantDNAStore, TenantDNAStore, Versioned]:
+    """Tenant ``victim-{tag}`` erased and created again by one store, in a file
+    where a second store (never polling) still holds the old life resident.
+
+    Returns ``(first, second, the old life as the second store shows it)``.
+    """
+    victim = secrets(tag)[0]
+    first = TenantDNAStore(path)
+    second = TenantDNAStore(path, staleness=120, flush_interval=60)
+    for session in victim_sessions(tag):
+        second.update_from_session(victim, session)
+    old = second.get_versioned(victim)
+    assert old.version == 3
+    first.delete(victim)
+    for _ in range(new_life_updates):
+        first.update_from_session(victim, {"intent": "new-life-q7zx"})
+    assert first.get_versioned(victim).version == new_life_updates
+    return first, second, old
+
+
+def _stored(path: Path, tenant_id: str) -> Versioned:
+    with TenantDNAStore(path) as again:
+        return again.get_versioned(tenant_id)
+
+
+def test_a_change_computed_from_an_erased_incarnation_never_brings_it_back(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "profiles.db"
+    tag = "incarnation"
+    victim = secrets(tag)[0]
+    # The new life reaches the old one's version: only the incarnation tells
+    # them apart.
+    first, second, _ = _old_life_resident_elsewhere(path, tag, 3)
+    try:
+        second.update_from_session(victim, PROBE, alpha=0.01)
+        shown = second.get(victim)
+        assert shown.common_intents == ["new-life-q7zx"]
+        assert shown.tool_usage_frequency == {}
+    finally:
+        second.close()
+        first.close()
+    stored = _stored(path, victim)
+    assert stored.dna.common_intents == ["new-life-q7zx"]
+    assert stored.dna.tool_usage_frequency == {}
+    everything = b"".join(_files(tmp_path).values())
+    assert [s for s in secrets(tag)[1:] if s.encode() in everything] == []
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "actors/_tenant.py TenantActor._settle, on a Conflict judged an erasure "
+        "elsewhere, answers the batch as if committed though nothing was "
+        "written: an update_from_session computed from the erased incarnation "
+        "returns normally, in durability='commit', with the OLD profile plus "
+        "the session (erased intents and tools in it), and is never committed "
+        "(stored version stays 3). SPEC 4: acknowledged only after commit; on a "
+        "conflict the actor reloads and re-applies pending sessions, so the "
+        "caller should get the new life with the session (committed) or an error"
+    ),
+)
+def test_an_update_computed_from_an_erased_incarnation_is_not_acknowledged_unwritten(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "profiles.db"
+    tag = "acknowledged"
+    victim = secrets(tag)[0]
+    first, second, _ = _old_life_resident_elsewhere(path, tag, 3)
+    try:
+        try:
+            answer = second.update_from_session(victim, PROBE, alpha=0.01)
+        except (VersionConflict, StorageError):
+            refused = True
+        else:
+            refused = False
+            leaked = [
+                s
+                for s in secrets(tag)[1:]
+                if s in answer.common_intents or s in answer.tool_usage_frequency
+            ]
+            assert leaked == []
+    finally:
+        second.close()
+        first.close()
+    stored = _stored(path, victim)
+    if not refused:
+        # Acknowledged in "commit" mode: it is what storage holds.
+        assert stored == Versioned(answer, 4)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "actors/_tenant.py TenantActor._settle, on a Conflict judged an erasure "
+        "elsewhere, answers the batch as if committed: a save with "
+        "expected_version=3 computed from the erased incarnation, reaching "
+        "storage after the tenant was created again (now version 1), returns "
+        "None as if saved, writes nothing, and raises no VersionConflict. "
+        "SPEC 4: with expected_version the save is applied only if the stored "
+        "version equals it, else VersionConflict(tenant_id, 3, 1)"
+    ),
+)
+def test_a_compare_and_set_from_an_erased_incarnation_raises_version_conflict(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "profiles.db"
+    tag = "compare"
+    victim = secrets(tag)[0]
+    first, second, old = _old_life_resident_elsewhere(path, tag, 1)
+    try:
+        changed = old.dna.copy()
+        changed.risk_profile = 0.9
+        with pytest.raises(VersionConflict) as raised:
+            second.save(victim, changed, expected_version=old.version)
+        conflict = raised.value
+        assert (conflict.tenant_id, conflict.expected, conflict.actual) == (
+            victim,
+            3,
+            1,
+        )
+    finally:
+        second.close()
+        first.close()
+    assert _stored(path, victim).dna.common_intents == ["new-life-q7zx"]
+
+
+# -- opening -------------------------------------------------------------------
+
+
+def _random_bytes(path: Path) -> None:
+    path.write_bytes(random.Random(7).randbytes(20_000))
+
+
+def _another_application(path: Path) -> None:
+    owner = sqlite3.connect(path, isolation_level=None)
+    owner.execute("CREATE TABLE invoices (id INTEGER PRIMARY KEY, total REAL)")
+    owner.execute("INSERT INTO invoices (total) VALUES (12.5)")
+    owner.close()
+
+
+@pytest.mark.parametrize("make", [_random_bytes, _another_application])
+@pytest.mark.parametrize("as_url", [False, True])
+def test_a_file_that_is_not_ours_is_refused_and_left_unchanged(
+    tmp_path: Path, make: Callable[[Path], None], as_url: bool
+) -> None:
+    path = tmp_path / "theirs.db"
+    make(path)
+    before = _files(tmp_path)
+    with pytest.raises(StorageError, match=str(path)):
+        TenantDNAStore(f"sqlite:///{path}" if as_url else path)
+    assert _files(tmp_path) == before
+
+
+def test_a_missing_folder_is_refused_naming_the_path(tmp_path: Path) -> None:
+    path = tmp_path / "missing" / "profiles.db"
+    with pytest.raises(StorageError, match=str(path)):
+        TenantDNAStore(path)
+    assert list(tmp_path.iterdir()) == []
+
+
+# -- failed commits ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("durability", MODES)
+def test_a_commit_over_the_file_size_limit_fails_reverts_and_the_store_goes_on(
+    tmp_path: Path, durability: str
+) -> None:
+    path = tmp_path / "profiles.db"
+    (report,) = run_job("file_size_limit", str(path), durability)
+    names = sorted(report["before"])
+    small = [1, ["small"], 0]
+    big = [2, ["big"], 50]
+    assert all(report["before"][name] == small for name in names)
+    outcomes = report["outcomes"]
+    assert sorted(outcomes) == names
+    failed = [name for name in names if outcomes[name] != "ok"]
+    figure(f"RLIMIT_FSIZE ({durability}): saves refused", len(failed))
+    if durability == "commit":
+        assert failed, "the limit refused nothing"
+        for name in failed:
+            assert outcomes[name].startswith("StorageError: "), outcomes[name]
+            assert str(path) in outcomes[name]
+            # Back to what is committed: the old profile and its version.
+            assert report["during"][name] == small, name
+        for name in set(names) - set(failed):
+            assert report["during"][name] == big, name
+        assert report["flush"] == "ok"
+    else:
+        # Acknowledged once applied in memory: the error can only come later.
+        assert failed == []
+        assert all(report["during"][name] == big for name in names)
+        assert report["flush"].startswith("StorageError: "), report["flush"]
+        assert str(path) in report["flush"]
+    # Once the limit is lifted, a later change commits.
+    assert report["later"] == "ok"
+    assert report["stats"]["actors_replaced"] == 0
+    lifted = report["lifted"]
+    with TenantDNAStore(path) as again:
+        stored = {
+            name: [
+                got.version,
+                got.dna.common_intents,
+                len(got.dna.tool_usage_frequency),
+            ]
+            for name in names
+            for got in [again.get_versioned(name)]
+        }
+    # What the store showed is what the file holds: nothing half-written.
+    assert stored == lifted
+    if durability == "buffered":
+        retried = sum(stored[name][1] == ["big"] for name in names)
+        figure("RLIMIT_FSIZE (buffered): acknowledged saves committed later", retried)
+    assert integrity(path) == [("ok",)]
+
+
+# -- figures and exit ----------------------------------------------------------
+
+
+def test_stats_count_commits_and_group_commit_happens(tmp_path: Path) -> None:
+    threads, calls, tenants = 16, 40, 64
+    with TenantDNAStore(tmp_path / "profiles.db") as store:
+        start = store.stats()
+        for n in range(10):
+            store.update_from_session(f"alone-{n % 2}", PROBE, alpha=0.01)
+        alone = store.stats()
+        assert alone.commits > start.commits
+        assert alone.changes_committed >= start.changes_committed + 10
+
+        failures: list[BaseException] = []
+
+        def work(index: int) -> None:
+            try:
+                for call in range(calls):
+                    tenant = (index * 4 + call) % tenants
+                    store.update_from_session(f"many-{tenant}", PROBE, alpha=0.01)
+            except BaseException as error:
+                failures.append(error)
+
+        workers = [threading.Thread(target=work, args=(i,)) for i in range(threads)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join(timeout=30)
+        assert not any(worker.is_alive() for worker in workers), "a thread hung"
+        assert failures == []
+        end = store.stats()
+        applied = sum(sessions_applied(store.get(f"many-{n}")) for n in range(tenants))
+    assert applied == threads * calls
+    commits = end.commits - alone.commits
+    changes = end.changes_committed - alone.changes_committed
+    figure(
+        "16 threads: changes committed / commits",
+        f"{changes} / {commits} = {changes / commits:.2f}",
+    )
+    assert changes / commits > 1
+
+
+@pytest.mark.parametrize("durability", MODES)
+def test_a_store_never_closed_commits_what_it_acknowledged_at_exit(
+    tmp_path: Path, durability: str
+) -> None:
+    path = tmp_path / "profiles.db"
+    (report,) = run_job("exit_without_close", str(path), durability, "40")
+    with TenantDNAStore(path) as again:
+        applied = sum(sessions_applied(again.get(f"unclosed-{n}")) for n in range(4))
+    assert applied == report["acknowledged"] == 40
+    assert integrity(path) == [("ok",)]
