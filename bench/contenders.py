@@ -18,6 +18,14 @@
 * ``diskcache`` — the library a user would pick instead (``diskcache.Cache``,
   SQLite underneath, WAL with its default ``synchronous=NORMAL``): each update
   a ``transact()`` read-modify-write, each read a ``get``.
+* ``store-sqlite`` / ``store-sqlite-async`` — the store on a fresh SQLite file
+  with ``durability="commit"`` (``synchronous=FULL``, a change acknowledged
+  once committed, commits grouped across tenants), updates acknowledged or
+  fire-and-forget; ``store-sqlite-buffered`` — ``durability="buffered"``
+  (write-behind), fire-and-forget.
+* ``store-asyncio`` / ``store-sqlite-asyncio`` — :class:`actors.AsyncTenantDNAStore`
+  in memory / on SQLite in ``commit`` mode, driven by 1,000 coroutines in one
+  event loop that await their updates (the ``asyncio`` scenario, and only it).
 
 Every contender says where its profiles live (``storage``: ``memory``,
 ``sqlite`` or ``diskcache``); the ones with files get a fresh temporary folder
@@ -30,16 +38,42 @@ import json
 import sqlite3
 import tempfile
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import pykka
 
+from bench.workload import Scenario
 from dna import TenantDNA
 
+if TYPE_CHECKING:
+    from actors import StoreStats
+
 Metrics = Mapping[str, Any]
+
+
+class AsyncContender(Protocol):
+    """What the asyncio runner awaits, in one event loop; see :class:`Contender`."""
+
+    def get(self, tenant_id: str) -> Awaitable[TenantDNA]:
+        """A copy of the tenant's profile (a default one if none is stored)."""
+        ...
+
+    def update(
+        self, tenant_id: str, metrics: Metrics, alpha: float
+    ) -> Awaitable[TenantDNA]:
+        """Apply one session; return once it is applied."""
+        ...
+
+    def flush(self) -> Awaitable[None]:
+        """Return once every update submitted before the call is applied."""
+        ...
+
+    def close(self) -> Awaitable[None]:
+        """Release everything; the contender is not used afterwards."""
+        ...
 
 
 class Contender(Protocol):
@@ -76,14 +110,22 @@ class ContenderSpec:
     operation count: it runs the first operations of the same plan (the
     figures are rates, so a shorter run still compares). ``storage`` says where
     the profiles live: ``"memory"``, ``"sqlite"`` or ``"diskcache"``.
+    ``coroutines`` marks a contender driven by coroutines in one event loop:
+    ``make`` returns an :class:`AsyncContender`, and it runs the scenarios
+    with ``coroutines`` (``asyncio``) and only those.
     """
 
     name: str
-    make: Callable[[], Contender]
+    make: Callable[[], Contender] | Callable[[], AsyncContender]
     asynchronous: bool = False
     racy: bool = False
     ops_share: float = 1.0
     storage: str = "memory"
+    coroutines: bool = False
+
+    def runs(self, scenario: Scenario) -> bool:
+        """Whether this contender takes part in ``scenario``."""
+        return self.coroutines == bool(scenario.coroutines)
 
 
 class LockedDict:
@@ -311,6 +353,22 @@ of the contender's own, removed at close (``{folder}`` is an absolute path, so
 the URL has the four slashes of an absolute SQLite path)."""
 
 
+def _store_options(
+    url: str | None, durability: str | None
+) -> tuple[dict[str, Any], tempfile.TemporaryDirectory[str] | None]:
+    """The store's keyword arguments, and the fresh folder ``url`` asked for."""
+    folder: tempfile.TemporaryDirectory[str] | None = None
+    options: dict[str, Any] = {}
+    if url is not None and "{folder}" in url:
+        folder = tempfile.TemporaryDirectory(prefix="bench-store-")
+        url = url.format(folder=folder.name)
+    if url is not None:
+        options["url"] = url
+    if durability is not None:
+        options["durability"] = durability
+    return options, folder
+
+
 class StoreContender:
     """:class:`actors.TenantDNAStore` as it is: its methods, bound, no wrapper.
 
@@ -331,15 +389,7 @@ class StoreContender:
     ) -> None:
         from actors import TenantDNAStore
 
-        self._folder: tempfile.TemporaryDirectory[str] | None = None
-        options: dict[str, Any] = {}
-        if url is not None and "{folder}" in url:
-            self._folder = tempfile.TemporaryDirectory(prefix="bench-store-")
-            url = url.format(folder=self._folder.name)
-        if url is not None:
-            options["url"] = url
-        if durability is not None:
-            options["durability"] = durability
+        options, self._folder = _store_options(url, durability)
         try:
             self._store = TenantDNAStore(**options)
         except BaseException:
@@ -354,10 +404,48 @@ class StoreContender:
             self._store.update_from_session_async
         )
         self.flush: Callable[[], None] = self._store.flush
+        self.stats: Callable[[], StoreStats] = self._store.stats
 
     def close(self) -> None:
         try:
             self._store.close()
+        finally:
+            if self._folder is not None:
+                self._folder.cleanup()
+
+
+class AsyncStoreContender:
+    """:class:`actors.AsyncTenantDNAStore` as it is: its coroutines, bound.
+
+    Takes ``url`` and ``durability`` as :class:`StoreContender` does (a fresh
+    folder for :data:`FRESH_SQLITE`, removed once the store is closed). An
+    update is ``await store.update_from_session(...)``: the calling coroutine
+    waits for its own update, the event loop does not.
+    """
+
+    def __init__(
+        self, *, url: str | None = None, durability: str | None = None
+    ) -> None:
+        from actors import AsyncTenantDNAStore
+
+        options, self._folder = _store_options(url, durability)
+        try:
+            self._store = AsyncTenantDNAStore(**options)
+        except BaseException:
+            if self._folder is not None:
+                self._folder.cleanup()
+            raise
+        self.get: Callable[[str], Awaitable[TenantDNA]] = self._store.get
+        self.update: Callable[[str, Metrics, float], Awaitable[TenantDNA]] = (
+            self._store.update_from_session
+        )
+        self.flush: Callable[[], Awaitable[None]] = self._store.flush
+        # Synchronous, for the runner's figures outside the timed region.
+        self.stats: Callable[[], StoreStats] = self._store.store.stats
+
+    async def close(self) -> None:
+        try:
+            await self._store.close()
         finally:
             if self._folder is not None:
                 self._folder.cleanup()
@@ -401,5 +489,32 @@ CONTENDERS = (
     # No fsync per commit, but 16 threads queue in SQLite's busy handler, whose
     # sleeps grow to 100 ms: about 1.5 s a run here at half the operations.
     ContenderSpec("diskcache", DiskCache, ops_share=0.5, storage="diskcache"),
+    # The store on the embedded default, in both durability modes.
+    ContenderSpec(
+        "store-sqlite",
+        lambda: StoreContender(url=FRESH_SQLITE, durability="commit"),
+        ops_share=0.5,
+        storage="sqlite",
+    ),
+    ContenderSpec(
+        "store-sqlite-async",
+        lambda: StoreContender(url=FRESH_SQLITE, durability="commit"),
+        asynchronous=True,
+        storage="sqlite",
+    ),
+    ContenderSpec(
+        "store-sqlite-buffered",
+        lambda: StoreContender(url=FRESH_SQLITE, durability="buffered"),
+        asynchronous=True,
+        storage="sqlite",
+    ),
+    # The asyncio scenario's contenders: 1,000 coroutines in one event loop.
+    ContenderSpec("store-asyncio", AsyncStoreContender, coroutines=True),
+    ContenderSpec(
+        "store-sqlite-asyncio",
+        lambda: AsyncStoreContender(url=FRESH_SQLITE, durability="commit"),
+        storage="sqlite",
+        coroutines=True,
+    ),
 )
 """Every contender, in table order; ``lock`` first, it is the reference."""

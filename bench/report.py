@@ -15,11 +15,25 @@ One row per scenario and contender, over all rounds:
   0 for every contender but the racy ``seed-pattern``;
 * ``storage`` — where the contender keeps profiles: ``memory``, ``sqlite`` or
   ``diskcache``;
-* ``target`` — for the store's rows, ``{"ratio_to_lock", "ratio_to_naive",
-  "met"}``, else ``None``. ``met`` judges the ratios as the table prints them
-  (:func:`printed`: 0.5954 prints as 0.60 and meets 0.60), and is ``None`` when
-  the run gives no verdicts: a ``--quick`` or one-round run has no median to
-  judge, so it prints figures only.
+* ``loop_stall_ms`` — for the contenders driven by coroutines (the ``asyncio``
+  scenario), the median over the rounds of each run's worst event-loop stall
+  (the longest gap of a 1 ms ticker), and ``loop_stall_ms_max`` the worst of
+  them; ``None`` for threads;
+* ``commits_per_update`` — for the store's contenders, storage transactions
+  committed during the timed region (``stats().commits``) per update of the
+  run, median over the rounds (a store on SQLite groups many updates, of many
+  tenants, into one commit; ``lock-sqlite`` commits once per update);
+  ``None`` for the others;
+* ``target`` — for the rows in :data:`TARGETS` or :data:`LIMITS`, ``{"ratios":
+  [...], "limits": [...], "met"}``, else ``None``. Each ratio is ``{"reference",
+  "at_least", "measured", "met"}`` — ``measured`` is this row's ops/s divided
+  by the reference's, in the same run — and each limit ``{"column", "at_most",
+  "measured", "met"}``. ``met`` judges the figure as the table prints it
+  (:func:`printed`: 0.5954 prints as 0.60 and meets 0.60); it is ``None`` for
+  a reference that was not run, and everywhere when the run gives no verdicts:
+  a ``--quick`` or one-round run has no median to judge, so it prints figures
+  only. The row's ``met`` is false if any check missed, true if every check
+  that could be judged was met.
 """
 
 from __future__ import annotations
@@ -36,22 +50,54 @@ from typing import Any
 
 from bench.run import Measurement
 
-TARGETS: dict[tuple[str, str], tuple[float, float]] = {
-    ("finalise", "store-ack"): (0.30, 3.0),
-    ("finalise", "store-async"): (0.60, 3.0),
-    ("routing", "store-ack"): (0.80, 20.0),
-    ("routing", "store-async"): (0.80, 20.0),
-    ("hot-tenant", "store-ack"): (0.30, 3.0),
-    ("hot-tenant", "store-async"): (0.30, 3.0),
+TARGETS: dict[tuple[str, str], tuple[tuple[str, float], ...]] = {
+    ("finalise", "store-ack"): (("lock", 0.30), ("naive-actors", 3.0)),
+    ("finalise", "store-async"): (("lock", 0.60), ("naive-actors", 3.0)),
+    ("routing", "store-ack"): (("lock", 0.80), ("naive-actors", 20.0)),
+    ("routing", "store-async"): (("lock", 0.80), ("naive-actors", 20.0)),
+    ("hot-tenant", "store-ack"): (("lock", 0.30), ("naive-actors", 3.0)),
+    ("hot-tenant", "store-async"): (("lock", 0.30), ("naive-actors", 3.0)),
+    # Durable profiles (issue 10): group commit against a commit per change;
+    # write-behind near the in-memory store; reads never touch the file. And
+    # against diskcache, what a user would pick instead (issue 14).
+    ("finalise", "store-sqlite"): (("lock-sqlite", 5.0), ("diskcache", 3.0)),
+    ("finalise", "store-sqlite-async"): (("lock-sqlite", 5.0), ("diskcache", 3.0)),
+    ("finalise", "store-sqlite-buffered"): (("store-async", 0.8),),
+    ("routing", "store-sqlite"): (("store-ack", 0.8), ("diskcache", 5.0)),
+    ("routing", "store-sqlite-async"): (("store-async", 0.8), ("diskcache", 5.0)),
+    ("routing", "store-sqlite-buffered"): (("store-async", 0.8), ("diskcache", 5.0)),
+    # asyncio (issue 9): 1,000 coroutines against 16 threads firing and
+    # forgetting, on the same storage, in the same run.
+    ("asyncio", "store-asyncio"): (("finalise/store-async", 0.5),),
+    ("asyncio", "store-sqlite-asyncio"): (("finalise/store-sqlite-async", 0.5),),
 }
-"""What the store is measured against: (ratio to lock, ratio to naive-actors)."""
+"""What the store is measured against: per row, ``(reference, ratio)`` pairs,
+each met when the row's ops/s is at least ``ratio`` times the reference's in
+the same run. A reference is a contender of the same scenario, or
+``"scenario/contender"`` for another scenario's row."""
+
+LIMITS: dict[tuple[str, str], tuple[tuple[str, float], ...]] = {
+    ("asyncio", "store-asyncio"): (("loop_stall_ms", 20.0), ("lost_updates", 0)),
+    ("asyncio", "store-sqlite-asyncio"): (
+        ("loop_stall_ms", 20.0),
+        ("lost_updates", 0),
+    ),
+}
+"""Ceilings on a row's own figures: per row, ``(column, at most)`` pairs."""
 
 REFERENCE = "lock"
 NAIVE = "naive-actors"
 
 LOCK_DIGITS = 2
 NAIVE_DIGITS = 1
-"""Decimals the table prints ``x lock`` and ``x naive`` with; verdicts use them."""
+RATIO_DIGITS = 2
+"""Decimals the table prints ``x lock`` and ``x naive`` with, and the targets
+block every other ratio with; verdicts use them."""
+
+COLUMN_DIGITS = {"loop_stall_ms": 1, "lost_updates": 0}
+"""Decimals the table prints a limited column with; verdicts use them."""
+
+COLUMN_LABELS = {"loop_stall_ms": "loop stall ms", "lost_updates": "lost updates"}
 
 HATCHES = {"memory": "", "sqlite": "//", "diskcache": "xx"}
 """How the chart tells storage apart; unknown storage gets dots."""
@@ -92,6 +138,74 @@ def met(ratio: float | None, target: float, digits: int) -> bool:
     return ratio is not None and printed(ratio, digits) >= target
 
 
+def within(value: float | None, limit: float, digits: int) -> bool:
+    """Whether ``value``, printed with ``digits`` decimals, is at most ``limit``.
+
+    The same rule as :func:`met`, for ceilings: ``within(20.04, 20.0, 1)`` is
+    true (it prints ``20.0``). A missing value is within nothing.
+    """
+    return value is not None and printed(value, digits) <= limit
+
+
+def ratio_digits(reference: str) -> int:
+    """Decimals a ratio to ``reference`` is printed, and judged, with."""
+    return {REFERENCE: LOCK_DIGITS, NAIVE: NAIVE_DIGITS}.get(reference, RATIO_DIGITS)
+
+
+def _reference_key(scenario: str, reference: str) -> tuple[str, str]:
+    """``(scenario, contender)`` of a target's reference."""
+    other, _, contender = reference.rpartition("/")
+    return (other or scenario, contender)
+
+
+def _target(
+    scenario: str,
+    contender: str,
+    *,
+    ops_per_s: float,
+    figures: dict[str, Any],
+    medians: dict[tuple[str, str], float],
+    verdicts: bool,
+) -> dict[str, Any] | None:
+    """The row's ``target`` field (see the module's docstring), or ``None``."""
+    key = (scenario, contender)
+    if key not in TARGETS and key not in LIMITS:
+        return None
+    ratios = []
+    for reference, at_least in TARGETS.get(key, ()):
+        base = medians.get(_reference_key(scenario, reference))
+        measured = None if base is None else ops_per_s / base
+        ratios.append(
+            {
+                "reference": reference,
+                "at_least": at_least,
+                "measured": measured,
+                "met": met(measured, at_least, ratio_digits(reference))
+                if verdicts and measured is not None
+                else None,
+            }
+        )
+    limits = []
+    for column, at_most in LIMITS.get(key, ()):
+        value = figures.get(column)
+        limits.append(
+            {
+                "column": column,
+                "at_most": at_most,
+                "measured": value,
+                "met": within(value, at_most, COLUMN_DIGITS.get(column, 2))
+                if verdicts
+                else None,
+            }
+        )
+    judged = [check["met"] for check in (*ratios, *limits) if check["met"] is not None]
+    return {
+        "ratios": ratios,
+        "limits": limits,
+        "met": all(judged) if judged else None,
+    }
+
+
 def rows(
     measurements: Sequence[Measurement],
     racy: Sequence[str],
@@ -103,7 +217,7 @@ def rows(
     ``racy`` names the contenders allowed to lose updates; ``settings`` (the
     population ``tenants``, ``seed``, ``rounds``) is copied into every row.
     With ``verdicts`` false (a quick or one-round run) targeted rows keep their
-    target but ``met`` is ``None``.
+    targets and the measured figures, but every ``met`` is ``None``.
     """
     groups: dict[tuple[str, str], list[Measurement]] = {}
     for measurement in measurements:
@@ -127,20 +241,29 @@ def rows(
             for m in runs
             if m.rss_growth_bytes is not None
         ]
-        ratio_to_lock = None if lock is None else ops_per_s / lock
-        ratio_to_naive = None if naive is None else ops_per_s / naive
-        target = TARGETS.get((scenario, contender))
+        stalls = [m.loop_stall_ms for m in runs if m.loop_stall_ms is not None]
+        figures: dict[str, Any] = {
+            "lost_updates": sum(m.lost_updates for m in runs),
+            "loop_stall_ms": statistics.median(stalls) if stalls else None,
+            "loop_stall_ms_max": max(stalls) if stalls else None,
+        }
+        per_update = [
+            m.commits / m.updates for m in runs if m.commits is not None and m.updates
+        ]
         result.append(
             {
                 "scenario": scenario,
                 "contender": contender,
                 "storage": runs[0].storage,
                 "ops_per_s": ops_per_s,
-                "ratio_to_lock": ratio_to_lock,
-                "ratio_to_naive": ratio_to_naive,
+                "ratio_to_lock": None if lock is None else ops_per_s / lock,
+                "ratio_to_naive": None if naive is None else ops_per_s / naive,
                 "p50_us": statistics.median(m.p50_us for m in runs),
                 "p99_us": statistics.median(m.p99_us for m in runs),
-                "lost_updates": sum(m.lost_updates for m in runs),
+                **figures,
+                "commits_per_update": statistics.median(per_update)
+                if per_update
+                else None,
                 "probe_sessions": sum(m.probe_sessions for m in runs),
                 "racy": contender in racy,
                 "threads_peak": max(m.threads_peak for m in runs),
@@ -151,18 +274,14 @@ def rows(
                 "tenants_touched": runs[0].tenants,
                 "seconds": statistics.median(m.seconds for m in runs),
                 "runs": len(runs),
-                "target": None
-                if target is None
-                else {
-                    "ratio_to_lock": target[0],
-                    "ratio_to_naive": target[1],
-                    "met": (
-                        met(ratio_to_lock, target[0], LOCK_DIGITS)
-                        and met(ratio_to_naive, target[1], NAIVE_DIGITS)
-                    )
-                    if verdicts
-                    else None,
-                },
+                "target": _target(
+                    scenario,
+                    contender,
+                    ops_per_s=ops_per_s,
+                    figures=figures,
+                    medians=medians,
+                    verdicts=verdicts,
+                ),
                 **settings,
                 "machine": host,
             }
@@ -182,17 +301,40 @@ def _number(value: float | None, digits: int = 0) -> str:
     return "-" if value is None else f"{value:,.{digits}f}"
 
 
+def _reference_label(reference: str) -> str:
+    other, _, contender = reference.rpartition("/")
+    return f"x {contender}" + (f" ({other})" if other else "")
+
+
+def _check_lines(check: dict[str, Any]) -> tuple[str, str, str]:
+    """A check as (what, measured, bound) strings, figures as printed."""
+    if "reference" in check:
+        digits = ratio_digits(check["reference"])
+        return (
+            _reference_label(check["reference"]),
+            _number(check["measured"], digits),
+            f">= {check['at_least']:g}",
+        )
+    column = check["column"]
+    return (
+        COLUMN_LABELS.get(column, column),
+        _number(check["measured"], COLUMN_DIGITS.get(column, 2)),
+        f"<= {check['at_most']:g}",
+    )
+
+
 def table(result: Sequence[dict[str, Any]]) -> str:
     """The rows as a fixed-width table, then the targets, for the terminal.
 
-    The targets block gives a verdict per targeted row; a run without verdicts
-    (``met`` is ``None``) gets one line saying so instead.
+    The targets block gives one line per check of a targeted row, its figure
+    as printed and its verdict (``not run`` for a reference missing from the
+    run); a run without verdicts gets one line saying so instead.
     """
     width = max([13, *(len(row["contender"]) for row in result)])
     header = (
         f"{'scenario':<11} {'contender':<{width}} {'storage':<9} {'ops/s':>9} "
         f"{'x lock':>7} {'x naive':>7} {'p50 us':>8} {'p99 us':>9} {'threads':>7} "
-        f"{'RSS/tenant':>10} {'lost':>5}"
+        f"{'RSS/tenant':>10} {'lost':>5} {'stall ms':>8} {'commits/upd':>11}"
     )
     lines = [header, "-" * len(header)]
     for row in result:
@@ -205,23 +347,29 @@ def table(result: Sequence[dict[str, Any]]) -> str:
             f"{_number(row['p50_us'], 1):>8} {_number(row['p99_us'], 1):>9} "
             f"{row['threads_peak']:>7} "
             f"{'-' if rss is None else _number(rss) + ' B':>10} "
-            f"{row['lost_updates']:>5}"
+            f"{row['lost_updates']:>5} "
+            f"{_number(row['loop_stall_ms'], COLUMN_DIGITS['loop_stall_ms']):>8} "
+            f"{_number(row['commits_per_update'], 3):>11}"
         )
-    targeted = [row for row in result if row["target"] is not None]
-    judged = [row for row in targeted if row["target"]["met"] is not None]
-    if targeted and not judged:
+    checks = [
+        (row, check)
+        for row in result
+        if row["target"] is not None
+        for check in (*row["target"]["ratios"], *row["target"]["limits"])
+    ]
+    if not checks:
+        pass
+    elif all(check["met"] is None for _, check in checks):
         lines += ["", "targets: no verdicts from a quick or one-round run"]
-    elif judged:
+    else:
         lines += ["", "targets (reported, not asserted):"]
-        for row in judged:
-            target = row["target"]
+        what = max(len(_check_lines(check)[0]) for _, check in checks)
+        for row, check in checks:
+            label, figure, bound = _check_lines(check)
+            verdict = {True: "met", False: "MISSED", None: "not run"}[check["met"]]
             lines.append(
                 f"  {row['scenario']:<11} {row['contender']:<{width}} "
-                f"x lock {_number(row['ratio_to_lock'], LOCK_DIGITS):>5} "
-                f">= {target['ratio_to_lock']:.2f}   "
-                f"x naive {_number(row['ratio_to_naive'], NAIVE_DIGITS):>6} "
-                f">= {target['ratio_to_naive']:.0f}   "
-                f"{'met' if target['met'] else 'MISSED'}"
+                f"{label:<{what}} {figure:>7} {bound:<8} {verdict}"
             )
     return "\n".join(lines)
 
@@ -280,11 +428,17 @@ def write_chart(result: Sequence[dict[str, Any]], path: Path) -> None:
             label=label,
             hatch=hatch,
         )
-        targets = [(x, row["target"]) for x, row in present if row["target"]]
+        targets = [
+            (x, check["at_least"])
+            for x, row in present
+            if row["target"]
+            for check in row["target"]["ratios"]
+            if check["reference"] == REFERENCE
+        ]
         if targets:
             ratio.scatter(
                 [x for x, _ in targets],
-                [target["ratio_to_lock"] for _, target in targets],
+                [at_least for _, at_least in targets],
                 marker="_",
                 s=300,
                 color="black",

@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import cast
 
 from bench.contenders import Contender, ContenderSpec
 from bench.workload import Op, Plan, applied_sessions
@@ -44,7 +45,13 @@ class Measurement:
       lower bound);
     * ``probe_sessions`` / ``lost_updates``: probe sessions sent, and how many
       of them the probe profiles do not show;
-    * ``storage``: where the contender keeps profiles (its spec's ``storage``).
+    * ``storage``: where the contender keeps profiles (its spec's ``storage``);
+    * ``loop_stall_ms``: for a run driven by coroutines, the longest gap, in
+      milliseconds, between two wake-ups of a 1 ms ticker coroutine in the
+      same event loop during the timed region (``None`` for threads);
+    * ``commits``: storage transactions the store committed from the start of
+      the timed region to the end of the flush after it (from ``stats()``;
+      ``None`` for a contender without one).
     """
 
     scenario: str
@@ -62,6 +69,8 @@ class Measurement:
     rss_growth_bytes: int | None
     probe_sessions: int
     lost_updates: int
+    loop_stall_ms: float | None = None
+    commits: int | None = None
 
     @property
     def ops_per_s(self) -> float:
@@ -238,19 +247,28 @@ def _lost_updates(plan: Plan, contender: Contender) -> int:
 
 
 def run_once(spec: ContenderSpec, plan: Plan, round_: int = 0) -> Measurement:
-    """Run ``spec`` on ``plan`` with a fresh contender and measure it."""
+    """Run ``spec`` on ``plan`` with a fresh contender and measure it.
+
+    A contender driven by coroutines runs in :mod:`bench.asyncio_run`.
+    """
+    if spec.coroutines:
+        from bench.asyncio_run import run_once_in_loop
+
+        return run_once_in_loop(spec, plan, round_)
     gc.collect()
     _trim_heap()
     rss_before = rss_bytes()
     with ThreadPeak() as threads_peak:
-        contender = spec.make()
+        contender = cast(Contender, spec.make())
         try:
             for op in plan.warm:
                 contender.update(op.tenant, op.metrics, op.alpha)
+            commits_before = _commits(contender)
             elapsed_ns, latencies = _timed(
                 plan, contender, spec.asynchronous, threads_peak
             )
             contender.flush()
+            commits_after = _commits(contender)
             rss_after = rss_bytes()
             lost = _lost_updates(plan, contender)
             threads_peak.sample()
@@ -276,7 +294,19 @@ def run_once(spec: ContenderSpec, plan: Plan, round_: int = 0) -> Measurement:
         ),
         probe_sessions=sum(plan.probes.values()),
         lost_updates=lost,
+        commits=None
+        if commits_before is None or commits_after is None
+        else commits_after - commits_before,
     )
+
+
+def _commits(contender: object) -> int | None:
+    """The store's ``stats().commits`` so far, or ``None`` without ``stats``."""
+    stats = getattr(contender, "stats", None)
+    if stats is None:
+        return None
+    commits: int = stats().commits
+    return commits
 
 
 def run_all(
@@ -286,9 +316,11 @@ def run_all(
     base_ops: int,
     progress: Callable[[int, int, str], None] = lambda done, total, label: None,
 ) -> list[Measurement]:
-    """Every contender on every plan, ``rounds`` times, interleaved.
+    """Every contender on every plan it takes part in, ``rounds`` times, interleaved.
 
-    Each round runs every scenario once per contender, the contenders' order
+    A contender runs the scenarios of its kind (:meth:`ContenderSpec.runs`:
+    threads, or coroutines for ``asyncio``). Each round runs every scenario
+    once per contender, the contenders' order
     rotated by one each round, so slow drifts of a shared machine fall on all
     of them alike. A contender with ``ops_share < 1`` runs the head of each
     plan, ``ops_share * base_ops`` operations. ``progress(done, total, label)``
@@ -300,8 +332,9 @@ def run_all(
         else plan
         for plan in plans
         for spec in specs
+        if spec.runs(plan.scenario)
     }
-    total = rounds * len(plans) * len(specs)
+    total = rounds * len(heads)
     measurements: list[Measurement] = []
     # The pre-generated operations are hundreds of thousands of containers; a
     # full collection would walk them all and charge it to whichever contender
@@ -314,6 +347,8 @@ def run_all(
             order = [*specs[shift:], *specs[:shift]]
             for plan in plans:
                 for spec in order:
+                    if not spec.runs(plan.scenario):
+                        continue
                     progress(
                         len(measurements),
                         total,

@@ -85,7 +85,7 @@ SESSION_ALPHA = 0.2
 """``alpha`` of ordinary sessions: the store's default."""
 
 PROBE_EVERY = 10
-"""Every tenth update of each thread goes to a probe tenant."""
+"""One update in ten of each thread (or coroutine) goes to a probe tenant."""
 
 MAX_PROBE_SESSIONS = 2000
 """Sessions per probe tenant per run. Recovery is exact to about 2,970; beyond
@@ -187,6 +187,14 @@ class Scenario:
     hot: bool = False
     scale: int = 1
     """Operations per run, as a multiple of the base count (reads are cheap)."""
+    coroutines: int = 0
+    """Coroutines in one event loop that share the operations instead of the
+    threads (``threads`` is then the loop's one); 0 for a threaded scenario."""
+
+    @property
+    def lanes(self) -> int:
+        """The operation lists of a phase: one per coroutine, or per thread."""
+        return self.coroutines or self.threads
 
 
 SCENARIOS = (
@@ -195,15 +203,24 @@ SCENARIOS = (
         "routing", "16 threads, 95 % get / 5 % update", 16, read_share=0.95, scale=4
     ),
     Scenario("hot-tenant", "16 threads finishing sessions of one tenant", 16, hot=True),
+    Scenario(
+        "asyncio",
+        "1,000 coroutines in one event loop finishing sessions (updates only)",
+        1,
+        coroutines=1000,
+    ),
 )
+"""Every scenario, in table order. ``asyncio`` is run only by the contenders
+that drive coroutines (``ContenderSpec.coroutines``), the others only by the
+contenders that drive threads."""
 
 
 @dataclass(frozen=True, slots=True)
 class Plan:
     """The operations of one run of a scenario, identical for every contender.
 
-    ``phases[p][t]`` is thread ``t``'s list in phase ``p``; phases run one
-    after another (a barrier between them, outside the clock). Only
+    ``phases[p][t]`` is thread (or coroutine) ``t``'s list in phase ``p``;
+    phases run one after another (a barrier between them, outside the clock). Only
     ``hot-tenant`` has more than one: each phase has its own hot tenant, so no
     probe exceeds :data:`MAX_PROBE_SESSIONS`. ``probes`` maps each probe tenant
     to the sessions sent to it. ``warm`` gives every other tenant the run
@@ -270,11 +287,13 @@ class Workload:
         return rng.choices(self.tenant_ids, cum_weights=self._cum_weights, k=count)
 
     def plan(self, scenario: Scenario, ops: int) -> Plan:
-        """About ``ops * scenario.scale`` operations, split evenly over the threads."""
-        per_thread = max(1, ops * scenario.scale // scenario.threads)
+        """About ``ops * scenario.scale`` operations, split evenly over the
+        threads (or coroutines: :attr:`Scenario.lanes`)."""
+        lanes = scenario.lanes
+        per_thread = max(1, ops * scenario.scale // lanes)
         if scenario.hot:
             return self._hot_plan(scenario, per_thread)
-        probe_updates = math.ceil(per_thread / PROBE_EVERY) * scenario.threads
+        probe_updates = math.ceil(per_thread / PROBE_EVERY) * lanes
         probe_ids = tuple(
             f"probe-{index:02d}"
             for index in range(max(8, math.ceil(probe_updates / MAX_PROBE_SESSIONS)))
@@ -282,7 +301,7 @@ class Workload:
         probe_rng = random.Random(f"{self.seed}:probes")
         probe_profiles = [LatentProfile.draw(probe_rng) for _ in probe_ids]
         threads: list[tuple[Op, ...]] = []
-        for thread in range(scenario.threads):
+        for thread in range(lanes):
             rng = random.Random(f"{self.seed}:{scenario.name}:{thread}")
             tenants = self.draw_tenants(rng, per_thread)
             ops_of_thread: list[Op] = []
@@ -291,7 +310,10 @@ class Workload:
                 if rng.random() < scenario.read_share:
                     ops_of_thread.append(Op(False, tenant, _READ, 0.0))
                     continue
-                if updates % PROBE_EVERY == 0:
+                # Offset by the lane, so that lists shorter than PROBE_EVERY
+                # (1,000 coroutines, a quick run) still send one update in ten
+                # to a probe, not their first one each.
+                if (updates + thread) % PROBE_EVERY == 0:
                     index = (thread + updates // PROBE_EVERY) % len(probe_ids)
                     session = probe_profiles[index].probe_session(rng)
                     ops_of_thread.append(
@@ -325,7 +347,7 @@ class Workload:
                         Op(True, tenant, profile.probe_session(rng), PROBE_ALPHA)
                         for _ in range(per_phase)
                     )
-                    for _ in range(scenario.threads)
+                    for _ in range(scenario.lanes)
                 )
             )
         return _plan(scenario, tuple(phases), ())

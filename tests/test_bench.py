@@ -6,12 +6,14 @@ of a shared machine are noise, the lost-update count is not.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import random
 import sqlite3
 import subprocess
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -19,14 +21,16 @@ from typing import Any
 import pytest
 
 import actors
+from bench.asyncio_run import StallMeter
 from bench.contenders import (
     CONTENDERS,
     FRESH_SQLITE,
+    AsyncStoreContender,
     DiskCache,
     LockedSQLite,
     StoreContender,
 )
-from bench.report import met, table
+from bench.report import TARGETS, met, table, within
 from bench.report import rows as report_rows
 from bench.run import Measurement
 from bench.workload import (
@@ -39,12 +43,13 @@ from bench.workload import (
 from dna import TenantDNA, parse_session_metrics
 
 ROOT = Path(__file__).resolve().parents[1]
+ASYNCIO = next(scenario for scenario in SCENARIOS if scenario.coroutines)
+SQLITE_STORES = ("store-sqlite", "store-sqlite-async", "store-sqlite-buffered")
 REQUIRED = {
     "scenario": str,
     "contender": str,
     "storage": str,
     "ops_per_s": float,
-    "ratio_to_lock": float,
     "p50_us": float,
     "p99_us": float,
     "lost_updates": int,
@@ -84,9 +89,26 @@ def test_quick_run_has_a_row_for_every_scenario_and_contender(
     rows: list[dict[str, Any]],
 ) -> None:
     pairs = Counter((row["scenario"], row["contender"]) for row in rows)
-    expected = {(s.name, c.name) for s in SCENARIOS for c in CONTENDERS}
+    expected = {(s.name, c.name) for s in SCENARIOS for c in CONTENDERS if c.runs(s)}
     assert set(pairs) == expected
     assert all(count == 1 for count in pairs.values())
+    for scenario in ("finalise", "routing", "hot-tenant"):
+        for contender in SQLITE_STORES:
+            assert (scenario, contender) in pairs
+    coroutines = {c.name for c in CONTENDERS if c.coroutines}
+    assert coroutines == {"store-asyncio", "store-sqlite-asyncio"}
+    assert {c for s, c in pairs if s == "asyncio"} == coroutines
+
+
+def test_the_asyncio_scenario_drives_1000_coroutines_in_one_thread() -> None:
+    assert ASYNCIO.name == "asyncio"
+    assert ASYNCIO.coroutines == 1000
+    assert ASYNCIO.threads == 1
+    plan = Workload(tenants=200, seed=1).plan(ASYNCIO, 1600)
+    assert [len(phase) for phase in plan.phases] == [1000]
+    assert all(op.update for phase in plan.phases for ops in phase for op in ops)
+    # One update in ten reaches a probe, even with one or two per coroutine.
+    assert 0.09 <= sum(plan.probes.values()) / plan.updates <= 0.11
 
 
 def test_lock_comes_first_and_the_storage_baselines_take_part(
@@ -97,6 +119,9 @@ def test_lock_comes_first_and_the_storage_baselines_take_part(
     assert storage["lock"] == "memory"
     assert storage["lock-sqlite"] == "sqlite"
     assert storage["diskcache"] == "diskcache"
+    for name in (*SQLITE_STORES, "store-sqlite-asyncio"):
+        assert storage[name] == "sqlite"
+    assert storage["store-asyncio"] == "memory"
     assert storage == {spec.name: spec.storage for spec in CONTENDERS}
 
 
@@ -105,7 +130,12 @@ def test_a_quick_run_gives_figures_but_no_verdicts(
 ) -> None:
     targeted = [row for row in rows if row["target"] is not None]
     assert targeted
-    assert all(row["target"]["met"] is None for row in targeted)
+    for row in targeted:
+        target = row["target"]
+        assert target["met"] is None
+        assert all(
+            check["met"] is None for check in (*target["ratios"], *target["limits"])
+        )
     printed = (quick_run / "stdout.txt").read_text()
     assert "targets (reported" not in printed
     assert "MISSED" not in printed
@@ -116,7 +146,12 @@ def test_every_row_has_the_required_figures(rows: list[dict[str, Any]]) -> None:
     for row in rows:
         for key, kind in REQUIRED.items():
             assert isinstance(row[key], kind), (row["contender"], key, row[key])
-        for key in ("ops_per_s", "ratio_to_lock", "p50_us", "p99_us", "seconds"):
+        figures = ["ops_per_s", "p50_us", "p99_us", "seconds"]
+        # The asyncio scenario has no lock: its rows compare through targets.
+        if row["scenario"] != "asyncio":
+            figures.append("ratio_to_lock")
+        for key in figures:
+            assert isinstance(row[key], float), (key, row[key])
             assert math.isfinite(row[key]), (key, row[key])
             assert row[key] > 0, (key, row[key])
         assert row["threads_peak"] >= row["threads"]
@@ -143,6 +178,60 @@ def test_no_contender_but_the_seed_pattern_loses_an_update(
         assert row["probe_sessions"] > 0, row["scenario"]
         if row["contender"] not in racy:
             assert row["lost_updates"] == 0, (row["scenario"], row["contender"])
+
+
+def test_the_loop_stall_is_a_column_of_the_asyncio_rows_only(
+    quick_run: Path, rows: list[dict[str, Any]]
+) -> None:
+    for row in rows:
+        if row["scenario"] == "asyncio":
+            # A gap between two wake-ups of a 1 ms ticker: never less than 1 ms.
+            assert isinstance(row["loop_stall_ms"], float)
+            assert row["loop_stall_ms"] >= 1.0
+            assert row["loop_stall_ms_max"] >= row["loop_stall_ms"]
+            assert row["threads"] == 1
+        else:
+            assert row["loop_stall_ms"] is None
+            assert row["loop_stall_ms_max"] is None
+    header = (quick_run / "stdout.txt").read_text().splitlines()[0]
+    assert header.split()[-3:] == ["stall", "ms", "commits/upd"]
+
+
+def test_store_rows_count_their_commits(rows: list[dict[str, Any]]) -> None:
+    stores = {spec.name for spec in CONTENDERS if spec.name.startswith("store-")}
+    for row in rows:
+        per_update = row["commits_per_update"]
+        if row["contender"] not in stores:
+            assert per_update is None, row["contender"]
+        elif row["storage"] == "sqlite":
+            # Group commit: a commit writes one change or more, never less.
+            assert 0 < per_update <= 1, (row["scenario"], row["contender"])
+
+
+def test_the_quick_run_measures_every_target_s_figure(
+    rows: list[dict[str, Any]],
+) -> None:
+    by_key = {(row["scenario"], row["contender"]): row for row in rows}
+    for key, pairs in TARGETS.items():
+        target = by_key[key]["target"]
+        assert [(c["reference"], c["at_least"]) for c in target["ratios"]] == list(
+            pairs
+        )
+        for check in target["ratios"]:
+            scenario, _, reference = check["reference"].rpartition("/")
+            base = by_key[scenario or key[0], reference]["ops_per_s"]
+            assert check["measured"] == pytest.approx(by_key[key]["ops_per_s"] / base)
+    for contender in ("store-asyncio", "store-sqlite-asyncio"):
+        row = by_key["asyncio", contender]
+        limits = {c["column"]: c for c in row["target"]["limits"]}
+        assert limits["loop_stall_ms"]["at_most"] == 20.0
+        assert limits["loop_stall_ms"]["measured"] == row["loop_stall_ms"]
+        assert limits["lost_updates"] == {
+            "column": "lost_updates",
+            "at_most": 0,
+            "measured": 0,
+            "met": None,
+        }
 
 
 def test_quick_run_writes_a_png_chart(quick_run: Path) -> None:
@@ -217,9 +306,14 @@ def test_every_probe_stays_within_the_recoverable_count() -> None:
         assert sum(head.probes.values()) <= sum(plan.probes.values())
 
 
-def _measurement(contender: str, ops_per_s: float) -> Measurement:
+def _measurement(
+    contender: str,
+    ops_per_s: float,
+    scenario: str = "finalise",
+    loop_stall_ms: float | None = None,
+) -> Measurement:
     return Measurement(
-        scenario="finalise",
+        scenario=scenario,
         contender=contender,
         storage="memory",
         round=0,
@@ -234,7 +328,18 @@ def _measurement(contender: str, ops_per_s: float) -> Measurement:
         rss_growth_bytes=None,
         probe_sessions=10,
         lost_updates=0,
+        loop_stall_ms=loop_stall_ms,
     )
+
+
+def _target_line(result: list[dict[str, Any]], start: str) -> str:
+    return next(line for line in table(result).splitlines() if line.startswith(start))
+
+
+def _targets_block(result: list[dict[str, Any]]) -> list[str]:
+    """The targets block's lines, runs of spaces as one."""
+    lines = table(result).split("\n\n", 1)[1].splitlines()
+    return [" ".join(line.split()) for line in lines]
 
 
 @pytest.mark.parametrize(
@@ -252,11 +357,80 @@ def test_a_verdict_judges_the_ratio_as_printed(
     result = report_rows(measured, racy=[], settings={}, verdicts=True)
     store = next(row for row in result if row["contender"] == "store-async")
     assert store["target"]["met"] is (verdict == "met")
-    line = next(
-        line for line in table(result).splitlines() if line.startswith("  finalise")
-    )
-    assert f"x lock  {shown} >= 0.60" in line
+    lock, naive = store["target"]["ratios"]
+    assert lock["reference"] == "lock"
+    assert lock["met"] is (verdict == "met")
+    assert naive["met"] is (naive["measured"] >= 3.0)
+    line = _target_line(result, "  finalise    store-async   x lock ")
+    assert f" {shown} >= 0.6 " in line
     assert line.endswith(verdict)
+
+
+def test_targets_against_any_contender_judge_the_ratio_as_printed() -> None:
+    measured = [
+        _measurement("lock-sqlite", 1_000.0),
+        _measurement("diskcache", 2_000.0),
+        _measurement("store-sqlite", 4_996.0),  # 5.00 x lock-sqlite, 2.50 x diskcache
+    ]
+    result = report_rows(measured, racy=[], settings={}, verdicts=True)
+    store = next(row for row in result if row["contender"] == "store-sqlite")
+    checks = {check["reference"]: check for check in store["target"]["ratios"]}
+    assert checks["lock-sqlite"]["met"] is True
+    assert checks["diskcache"]["met"] is False
+    assert store["target"]["met"] is False
+    assert _targets_block(result)[1:] == [
+        "finalise store-sqlite x lock-sqlite 5.00 >= 5 met",
+        "finalise store-sqlite x diskcache 2.50 >= 3 MISSED",
+    ]
+
+
+def test_an_asyncio_row_is_judged_against_another_scenario_and_its_stall() -> None:
+    measured = [
+        _measurement("store-async", 10_000.0),
+        _measurement("store-asyncio", 4_996.0, "asyncio", loop_stall_ms=20.04),
+    ]
+    result = report_rows(measured, racy=[], settings={}, verdicts=True)
+    row = next(row for row in result if row["contender"] == "store-asyncio")
+    assert row["loop_stall_ms"] == 20.04
+    (ratio,) = row["target"]["ratios"]
+    assert ratio["reference"] == "finalise/store-async"
+    assert ratio["measured"] == pytest.approx(0.4996)
+    assert ratio["met"] is True  # printed 0.50
+    stall, lost = row["target"]["limits"]
+    assert (stall["column"], stall["met"]) == ("loop_stall_ms", True)  # 20.0
+    assert (lost["column"], lost["met"]) == ("lost_updates", True)
+    assert row["target"]["met"] is True
+    assert _targets_block(result)[1:] == [
+        "finalise store-async x lock - >= 0.6 not run",
+        "finalise store-async x naive-actors - >= 3 not run",
+        "asyncio store-asyncio x store-async (finalise) 0.50 >= 0.5 met",
+        "asyncio store-asyncio loop stall ms 20.0 <= 20 met",
+        "asyncio store-asyncio lost updates 0 <= 0 met",
+    ]
+    slower = report_rows(
+        [measured[0], _measurement("store-asyncio", 4_996.0, "asyncio", 20.06)],
+        racy=[],
+        settings={},
+        verdicts=True,
+    )
+    assert slower[1]["target"]["limits"][0]["met"] is False  # printed 20.1
+    assert slower[1]["target"]["met"] is False
+
+
+def test_a_reference_that_was_not_run_judges_nothing() -> None:
+    measured = [_measurement("lock-sqlite", 1_000.0), _measurement("store-sqlite", 6e3)]
+    result = report_rows(measured, racy=[], settings={}, verdicts=True)
+    target = result[1]["target"]
+    lock_sqlite, diskcache = target["ratios"]
+    assert lock_sqlite["met"] is True
+    assert diskcache == {
+        "reference": "diskcache",
+        "at_least": 3.0,
+        "measured": None,
+        "met": None,
+    }
+    assert target["met"] is True
+    assert table(result).splitlines()[-1].endswith("not run")
 
 
 def test_the_verdict_rule_rounds_to_the_printed_digits() -> None:
@@ -265,6 +439,10 @@ def test_the_verdict_rule_rounds_to_the_printed_digits() -> None:
     assert met(2.96, 3.0, 1)
     assert not met(2.94, 3.0, 1)
     assert not met(None, 0.30, 2)
+    assert within(20.04, 20.0, 1)
+    assert not within(20.05, 20.0, 1)
+    assert within(0, 0, 0)
+    assert not within(None, 20.0, 1)
 
 
 def test_without_verdicts_rows_keep_their_target_but_judge_nothing() -> None:
@@ -272,11 +450,20 @@ def test_without_verdicts_rows_keep_their_target_but_judge_nothing() -> None:
     result = report_rows(measured, racy=[], settings={}, verdicts=False)
     store = next(row for row in result if row["contender"] == "store-ack")
     assert store["target"] == {
-        "ratio_to_lock": 0.30,
-        "ratio_to_naive": 3.0,
+        "ratios": [
+            {"reference": "lock", "at_least": 0.30, "measured": 0.9, "met": None},
+            {
+                "reference": "naive-actors",
+                "at_least": 3.0,
+                "measured": None,
+                "met": None,
+            },
+        ],
+        "limits": [],
         "met": None,
     }
     assert "MISSED" not in table(result)
+    assert "no verdicts" in table(result)
 
 
 def test_lock_sqlite_commits_every_profile_to_its_file() -> None:
@@ -323,7 +510,7 @@ class _RecordingStore:
     def close(self) -> None:
         pass
 
-    get = update_from_session = update_from_session_async = flush = close
+    get = update_from_session = update_from_session_async = flush = stats = close
 
 
 def test_store_contender_passes_only_the_options_it_is_given(
@@ -343,4 +530,45 @@ def test_store_contender_passes_only_the_options_it_is_given(
     for contender in (plain, durable, other):
         contender.close()
     folder = Path(options["url"].removeprefix("sqlite:///")).parent
+    assert not folder.exists()
+
+
+def test_the_stall_meter_sees_a_blocked_loop_only_while_armed() -> None:
+    async def scenario() -> tuple[int, int]:
+        meter = StallMeter()
+        ticker = asyncio.create_task(meter.tick())
+        await asyncio.sleep(0.005)
+        time.sleep(0.05)  # blocks the loop, the meter not armed yet
+        await asyncio.sleep(0.005)
+        unarmed = meter.worst_ns
+        meter.arm()
+        await asyncio.sleep(0.005)
+        time.sleep(0.03)  # blocks the loop while armed
+        await asyncio.sleep(0.005)
+        meter.disarm()
+        ticker.cancel()
+        return unarmed, meter.worst_ns
+
+    unarmed, armed = asyncio.run(scenario())
+    assert unarmed == 0
+    assert armed >= 30_000_000
+
+
+def test_async_store_contender_serves_a_fresh_sqlite_file() -> None:
+    async def scenario() -> tuple[Path, TenantDNA, TenantDNA, int]:
+        contender = AsyncStoreContender(url=FRESH_SQLITE, durability="commit")
+        assert contender._folder is not None
+        folder = Path(contender._folder.name)
+        rng = random.Random(8)
+        session = LatentProfile.draw(rng).session(rng)
+        updated = await contender.update("t", session, 0.2)
+        await contender.flush()
+        read = await contender.get("t")
+        commits = contender.stats().commits
+        await contender.close()
+        return folder, updated, read, commits
+
+    folder, updated, read, commits = asyncio.run(scenario())
+    assert read == updated
+    assert commits >= 1
     assert not folder.exists()
