@@ -34,11 +34,23 @@ DAY = 86_400.0
 def _commit(
     storage: Storage, changes: Sequence[Change]
 ) -> tuple[list[Outcome], ScrubIncomplete | None]:
-    """Commit; an erasure whose WAL could not be emptied yet still counts."""
+    """Commit the erasures; the outcomes, and the scrub still pending if any.
+
+    An erasure whose WAL could not be emptied yet (a reader held it) is
+    committed all the same; the storage's ``close`` tries the scrub once more.
+    """
     try:
         return storage.commit(changes), None
     except ScrubIncomplete as error:
         return error.outcomes, error
+
+
+def _report(scrub: ScrubIncomplete) -> None:
+    say(str(scrub).replace("; it is retried after the next commit", ""))
+    say(
+        "those bytes go with the next erasure committed to this file, or once "
+        "every connection to it is closed"
+    )
 
 
 def erase(args: argparse.Namespace) -> int:
@@ -74,7 +86,7 @@ def erase(args: argparse.Namespace) -> int:
         say(f"no tenant {tenant_id!r} in {name}")
         status = 1
     if scrub is not None:
-        say(str(scrub))
+        _report(scrub)
         status = 1
     return status
 
@@ -164,6 +176,6 @@ def purge(args: argparse.Namespace) -> int:
     if changed:
         say(f"kept {len(changed):,} profile(s) updated during the purge")
     if scrub is not None:
-        say(str(scrub))
+        _report(scrub)
         return 1
     return 0

@@ -17,7 +17,6 @@ import tempfile
 from collections.abc import Iterator
 from typing import IO, Any, NamedTuple, TextIO
 
-from actors import InvalidTenantId, check_tenant_id
 from dna import InvalidDNA, TenantDNA
 from ops._errors import CommandFailed
 from ops._inspect import record_json, tenant_argument
@@ -93,6 +92,8 @@ class _Line(NamedTuple):
 
 def _parse(raw: bytes, seen: dict[str, int], number: int) -> _Line:
     """One line of an export, checked; ``ValueError`` says what is wrong."""
+    from actors import InvalidTenantId, check_tenant_id  # see tenant_argument
+
     try:
         data: Any = json.loads(raw.decode("utf-8"))
     except UnicodeDecodeError as error:

@@ -366,6 +366,25 @@ def test_erase_leaves_no_bytes_of_the_tenant(tmp_path: Path) -> None:
     assert run("show", "tenant-hq5y-secret", url=path).returncode == 1
 
 
+def test_erase_says_so_when_a_reader_keeps_the_old_bytes(tmp_path: Path) -> None:
+    path = tmp_path / "profiles.db"
+    fill(path, {f"tenant-{n:03d}": profile(n) for n in range(20)})
+    reader = sqlite3.connect(path, isolation_level=None)
+    try:
+        # A long read transaction: the WAL cannot be emptied under it.
+        reader.execute("BEGIN")
+        reader.execute("SELECT count(*) FROM sqlite_master").fetchall()
+        result = run("erase", "tenant-007", url=path)
+    finally:
+        reader.close()
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert "erasure is committed" in result.stderr
+    assert "bytes" in result.stderr
+    assert result.stdout.split() == ["tenant-007"]
+    assert "tenant-007" not in dict(records(path))
+
+
 def test_erase_of_an_unknown_tenant_exits_1_naming_it(database: Path) -> None:
     result = run("erase", "tenant-02", "ghost-tenant", url=database)
     assert result.returncode == 1
