@@ -1,10 +1,11 @@
 """``python -m bench``: measure every contender on every scenario, interleaved.
 
 Prints a table, writes ``results.json`` and ``results.png`` to ``--out``
-(default ``bench-results/``). The default run takes about two minutes on two
-cores; ``--quick`` takes seconds and is what the test suite runs. Targets get a
-verdict only from a run of two rounds or more that is not ``--quick``: one run
-is a sample, not a median, and a quick run is too small to judge.
+(default ``bench-results/``). The default run takes about two and a half
+minutes on two cores; ``--quick`` takes seconds and is what the test suite
+runs. Targets get a verdict only from a run of two rounds or more that is not
+``--quick``: one run is a sample, not a median, and a quick run is too small to
+judge.
 """
 
 from __future__ import annotations
@@ -68,7 +69,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--ops",
         type=int,
         help="operations per run (default 16,000; quick 1,600); routing runs 4x, "
-        "naive-actors a quarter",
+        "naive-actors and lock-sqlite a quarter, diskcache and store-sqlite half",
     )
     parser.add_argument(
         "--rounds", type=int, help="interleaved rounds (default 3; quick 1)"

@@ -301,6 +301,11 @@ def _number(value: float | None, digits: int = 0) -> str:
     return "-" if value is None else f"{value:,.{digits}f}"
 
 
+def _significant(value: float | None) -> str:
+    """Three significant digits, for figures from 1 down to a few in 10,000."""
+    return "-" if value is None else f"{value:.3g}"
+
+
 def _reference_label(reference: str) -> str:
     other, _, contender = reference.rpartition("/")
     return f"x {contender}" + (f" ({other})" if other else "")
@@ -349,7 +354,7 @@ def table(result: Sequence[dict[str, Any]]) -> str:
             f"{'-' if rss is None else _number(rss) + ' B':>10} "
             f"{row['lost_updates']:>5} "
             f"{_number(row['loop_stall_ms'], COLUMN_DIGITS['loop_stall_ms']):>8} "
-            f"{_number(row['commits_per_update'], 3):>11}"
+            f"{_significant(row['commits_per_update']):>11}"
         )
     checks = [
         (row, check)
