@@ -87,13 +87,16 @@ def update_loop(path: str, durability: str, threads: str) -> None:
     time.sleep(3600)
 
 
-def hammer(path: str, threads: str, rounds: str, tenants: str, start: str) -> None:
+def hammer(path: str, durability: str, shape: str, start: str) -> None:
     """Each thread applies PROBE ``rounds`` times to each shared tenant, then closes.
 
-    The threads start at ``time.time() == start``, so that several processes
-    started one after the other all write at once.
+    ``shape`` is ``"THREADSxROUNDSxTENANTSxPAUSE"``, the pause (seconds after
+    each round) spreading buffered writes over several flushes. The threads
+    start at ``time.time() == start``, so that several processes started one
+    after the other all write at once.
     """
-    store = TenantDNAStore(Path(path))
+    threads, rounds, tenants, pause = shape.split("x")
+    store = TenantDNAStore(Path(path), durability=durability, flush_interval=0.1)
     time.sleep(max(0.0, float(start) - time.time()))
     failures: list[str] = []
 
@@ -102,6 +105,7 @@ def hammer(path: str, threads: str, rounds: str, tenants: str, start: str) -> No
             for _ in range(int(rounds)):
                 for n in range(int(tenants)):
                     store.update_from_session(f"shared-{n}", PROBE, alpha=0.01)
+                time.sleep(float(pause))
         except BaseException as error:
             failures.append(repr(error))
 
@@ -142,6 +146,21 @@ def write_victim(path: str, tag: str, durability: str) -> None:
         for session in victim_sessions(tag):
             store.update_from_session(f"victim-{tag}-q7zx", session)
     say({"done": True})
+
+
+def erase_and_wait(path: str, tag: str, durability: str) -> None:
+    """Teach ``victim-{tag}-q7zx`` its secrets, erase it, print, wait to be killed."""
+    store = TenantDNAStore(Path(path), durability=durability)
+    for session in victim_sessions(tag):
+        store.update_from_session(f"victim-{tag}-q7zx", session)
+        store.update_from_session(
+            "keeper", {"intent": "kept-q7zx", "tools_used": {"kept-tool": 1}}
+        )
+        store.flush()
+    store.update_from_session(f"victim-{tag}-q7zx", victim_sessions(tag)[0])
+    store.delete(f"victim-{tag}-q7zx")
+    say({"erased": True})
+    time.sleep(3600)
 
 
 def compare_and_set(path: str, tenant_id: str, expected: str, intent: str) -> None:
@@ -252,15 +271,36 @@ def exit_without_close(path: str, durability: str, updates: str) -> None:
     globals()["kept"] = store
 
 
+def exit_when_told(path: str, durability: str, updates: str) -> None:
+    """Acknowledged updates; exit, never closing, once a line arrives on stdin.
+
+    ``exit_timeout`` is 1 s: the parent holds the file's write lock meanwhile.
+    """
+    store = TenantDNAStore(
+        Path(path),
+        durability=durability,
+        flush_interval=600,
+        staleness=600,
+        exit_timeout=1.0,
+    )
+    for n in range(int(updates)):
+        store.update_from_session(f"unclosed-{n % 4}", PROBE, alpha=0.01)
+    say({"acknowledged": int(updates)})
+    sys.stdin.readline()
+    globals()["kept"] = store
+
+
 JOBS: dict[str, Callable[..., None]] = {
     "update_loop": update_loop,
     "hammer": hammer,
     "save": save,
     "delete": delete,
     "write_victim": write_victim,
+    "erase_and_wait": erase_and_wait,
     "compare_and_set": compare_and_set,
     "file_size_limit": file_size_limit,
     "exit_without_close": exit_without_close,
+    "exit_when_told": exit_when_told,
 }
 
 if __name__ == "__main__":
