@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import os
 import pty
+import secrets
 import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -523,3 +525,54 @@ def test_progress_shows_only_on_a_terminal(database: Path, tmp_path: Path) -> No
         os.close(controller)
     assert result.returncode == 0
     assert b"\rexporting [" in shown
+
+
+# -- PostgreSQL, when a server is available (.ci/postgres.sh) -------------------------
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A new, empty database on the test server; dropped afterwards."""
+    server = os.environ.get("TENANT_DNA_TEST_POSTGRES_URL")
+    if not server:
+        pytest.skip("TENANT_DNA_TEST_POSTGRES_URL is not set (see .ci/postgres.sh)")
+    import psycopg
+
+    name = f"tenant_dna_cli_{secrets.token_hex(6)}"
+    with psycopg.connect(server, autocommit=True) as connection:
+        connection.execute(f"CREATE DATABASE {name}")
+    try:
+        yield server.rsplit("/", 1)[0] + "/" + name
+    finally:
+        with psycopg.connect(server, autocommit=True) as connection:
+            connection.execute(f"DROP DATABASE {name} WITH (FORCE)")
+
+
+def test_postgres_export_import_erase_purge_and_check(
+    database: Path, tmp_path: Path, postgres_url: str
+) -> None:
+    exported = tmp_path / "export.jsonl"
+    assert run("export", "-o", exported, url=database).returncode == 0
+    imported = run("import", exported, url=postgres_url)
+    assert imported.returncode == 0, imported.stderr
+    assert run("export", url=postgres_url).stdout == exported.read_text("utf-8")
+    password = postgres_url.split("@", maxsplit=1)[0].rsplit(":", 1)[-1]
+    assert password not in imported.stderr  # the URL's password is never shown
+    stats = json.loads(run("stats", "--json", url=postgres_url).stdout)
+    assert stats["tenants"] == 11
+    erased = run("erase", "tenant-04", "ghost", url=postgres_url)
+    assert erased.returncode == 1
+    assert "'ghost'" in erased.stderr
+    assert run("show", "tenant-04", url=postgres_url).returncode == 1
+    purged = json.loads(
+        run("purge", "--idle-days", "1", "--json", url=postgres_url).stdout
+    )
+    assert len(purged["erased"]) == 10  # every fixture profile is from 2023
+    assert run("check", url=postgres_url).returncode == 0
+
+
+def test_an_unreachable_server_is_one_line_without_its_password() -> None:
+    result = run("stats", url="postgresql://ops:hunter2-pw@127.0.0.1:1/profiles")
+    assert result.returncode == 1
+    assert_one_line_error(result)
+    assert "hunter2-pw" not in result.stderr
