@@ -4,12 +4,18 @@ from actors._async import AsyncTenantDNAStore
 from actors._cell import Versioned
 from actors._context import StoreStats
 from actors._errors import InvalidTenantId, StoreClosed, check_tenant_id
-from actors._store import DEFAULT_MAX_ACTIVE, DEFAULT_MAX_QUEUED, TenantDNAStore
+from actors._store import (
+    DEFAULT_MAX_ACTIVE,
+    DEFAULT_MAX_QUEUED,
+    DEFAULT_MAX_RESIDENT,
+    TenantDNAStore,
+)
 from storage import StorageError, VersionConflict
 
 __all__ = [
     "DEFAULT_MAX_ACTIVE",
     "DEFAULT_MAX_QUEUED",
+    "DEFAULT_MAX_RESIDENT",
     "AsyncTenantDNAStore",
     "InvalidTenantId",
     "StorageError",

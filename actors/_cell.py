@@ -21,6 +21,7 @@ from actors._errors import StoreClosed
 from actors._future import Reply
 
 if TYPE_CHECKING:
+    from actors._context import Context
     from dna import SessionMetrics, TenantDNA
     from storage import Change, Outcome, Record, StorageError
 
@@ -119,62 +120,56 @@ class Settle(Operation):
         self.scrub = scrub
 
 
-class Handover(Operation):
-    """Passivate this cell's tenant; the actor then serves ``next_cell``.
-
-    With ``next_cell=None`` the actor stops instead (the store is closing).
-    ``cancelled``: the actor it was meant for was lost and replaced; whoever
-    hosts the cell next skips it.
-    """
-
-    __slots__ = ("cancelled", "next_cell")
-
-    def __init__(self, next_cell: TenantCell | None) -> None:
-        super().__init__()
-        self.next_cell = next_cell
-        self.cancelled = False
+STALE: Any = object()
+"""``TenantCell.working`` when it is not materialised: derive it from the base."""
 
 
 class TenantCell:
     """A tenant's identity in the store: its mailbox, its published profile, its state.
 
-    The actor serving the cell comes and goes (activation, passivation,
-    replacement). Every field has one writer at a time:
+    A cell exists while its tenant is in use: it is created by the first change
+    submitted for the tenant and retired (dropped from the directory) by its
+    actor when it has been idle longest, or once the tenant is erased. The
+    actor serving it is the one of its ``slot``, fixed by the tenant id, so
+    finding a tenant's actor never needs a message. Every field has one writer
+    at a time:
 
-    * ``mailbox``: appended by any thread; popped only by the actor hosting
-      the cell, so operations are applied one at a time in mailbox order.
+    * ``mailbox``: appended by any thread; popped only by the slot's actor,
+      so operations are applied one at a time in mailbox order.
     * ``published``: the profile and version readers see, never mutated once
       published; ``None`` when the tenant has no stored DNA (or is not loaded).
-      Written only by the host, before it answers, so a caller whose change was
-      acknowledged reads it back.
+      Written only by the actor, before it answers, so a caller whose change
+      was acknowledged reads it back.
     * ``loaded``, ``base``, ``working``, ``pending``, ``in_flight``, ``change``,
-      ``latest``, ``suspect``: the host's. ``base`` is the record as last
+      ``latest``, ``suspect``: the actor's. ``base`` is the record as last
       committed; ``working`` is ``base`` with every pending and in-flight change
-      applied; ``in_flight`` the operations of the one commit under way
-      (``change`` is what it writes); ``pending`` those applied after it;
-      ``latest`` the last update whose answer is the working profile itself;
-      ``suspect`` that an actor died holding the cell.
+      applied (``STALE`` while nothing is pending: derived when needed);
+      ``in_flight`` the operations of the one commit under way (``change`` is
+      what it writes); ``pending`` those applied after it; ``latest`` the last
+      update whose answer is the working profile itself; ``suspect`` that an
+      actor died holding the cell.
     * ``scheduled``: the wake-up token. Whoever sets it after appending is
-      responsible for getting the mailbox drained: it tells the host, or the
-      registry when there is none. The host clears it *before* draining, so an
-      operation appended while it was set is always seen by that drain.
-    * ``host``: the actor serving the cell; set by that actor when it adopts
-      the cell and cleared by it when it lets go (passivation).
-    * ``assigned``: the cell holds (or awaits) a host's slot. Registry-owned.
-    * ``releasing``: a ``Handover`` for it is queued; set by the registry,
-      cleared by the actor when it lets go. While set, no other actor may be
-      given the cell.
-    * ``recent``: touched by every use, cleared by the registry's eviction clock.
+      responsible for getting the mailbox drained: it tells the slot's actor,
+      or the registry when there is none. The actor clears it *before*
+      draining, so an operation appended while it was set is always seen.
+    * ``draining``: set by the actor while it drains the cell (before it
+      clears ``scheduled``), so a cell is never retired or missed by a flush
+      mid-drain.
+    * ``retired``: set by the actor that drops the cell. A caller that finds
+      it set after appending takes its operation back and posts it to the
+      tenant's live cell; the actor, after setting it, keeps the cell if
+      anything reached it. Each side writes first and reads second, so one of
+      them always sees the other.
+    * ``recent``: touched by every read, cleared by the eviction clock.
     * ``closed``: set once by ``close()`` after every actor has stopped; from
       then on whatever reaches the mailbox is answered with ``StoreClosed``.
     """
 
     __slots__ = (
-        "assigned",
         "base",
         "change",
         "closed",
-        "host",
+        "draining",
         "in_flight",
         "latest",
         "loaded",
@@ -182,26 +177,27 @@ class TenantCell:
         "pending",
         "published",
         "recent",
-        "releasing",
+        "retired",
         "scheduled",
+        "slot",
         "suspect",
         "tenant_id",
         "working",
     )
 
-    def __init__(self, tenant_id: str) -> None:
+    def __init__(self, tenant_id: str, slot: int) -> None:
         self.tenant_id = tenant_id
+        self.slot = slot
         self.mailbox: deque[Operation] = deque()
         self.published: Versioned | None = None
         self.scheduled = False
-        self.host: pykka.ActorRef[Any] | None = None
-        self.assigned = False
-        self.releasing = False
+        self.draining = False
+        self.retired = False
         self.recent = True
         self.closed = False
         self.loaded = False
         self.base: Record | None = None
-        self.working: TenantDNA | None = None
+        self.working: TenantDNA | None = STALE
         self.pending: list[Operation] = []
         self.in_flight: list[Operation] | None = None
         self.change: Change | None = None
@@ -211,7 +207,13 @@ class TenantCell:
     @property
     def busy(self) -> bool:
         """Whether the cell has operations that are not settled yet."""
-        return bool(self.mailbox or self.pending or self.in_flight is not None)
+        return bool(
+            self.mailbox
+            or self.pending
+            or self.in_flight is not None
+            or self.scheduled
+            or self.draining
+        )
 
     def unsettled_changes(self) -> int:
         """Changes submitted and not yet settled (for what exit could not apply)."""
@@ -221,13 +223,22 @@ class TenantCell:
             for operation in list(operations)
         )
 
-    def post(self, operation: Operation, registry: pykka.ActorRef[Any]) -> None:
+    def post(self, operation: Operation, context: Context) -> None:
         """Append ``operation`` and, if no wake-up is pending, arrange one.
 
-        Raises ``pykka.ActorDeadError`` if the registry has stopped (the store
-        is closed).
+        If the cell was retired meanwhile, the operation goes to the tenant's
+        live cell instead, before this returns (so one thread's operations stay
+        in order). Raises ``pykka.ActorDeadError`` if the store is closed.
         """
         self.mailbox.append(operation)
+        if self.retired:
+            try:
+                self.mailbox.remove(operation)
+            except ValueError:
+                pass  # the actor kept the cell and took it: it is applied
+            else:
+                context.cell(self.tenant_id).post(operation, context)
+            return
         if self.closed:
             # Appended after (or while) close() swept the mailbox: no actor
             # will ever drain it. Each operation is popped, and answered, once.
@@ -236,15 +247,16 @@ class TenantCell:
         if self.scheduled:
             return
         self.scheduled = True
-        host = self.host
+        host = context.hosts[self.slot]
         if host is not None:
             try:
                 host.tell(self)
             except pykka.ActorDeadError:
-                pass  # the registry replaces a lost host, or answers at close
+                pass  # lost: the registry replaces it; or the store is closed
             else:
                 return
-        registry.tell(("activate", self))
+        assert context.registry is not None
+        context.registry.tell(("wake", self))
 
     def fail_pending(self) -> None:
         """Answer every operation left in the mailbox with ``StoreClosed``."""

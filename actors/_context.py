@@ -8,12 +8,12 @@ import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import pykka
+
+from actors._cell import TenantCell
 from actors._log import Events
 
 if TYPE_CHECKING:
-    import pykka
-
-    from actors._cell import TenantCell
     from storage import Storage
 
 
@@ -79,14 +79,23 @@ class Context:
     def __init__(
         self,
         storage: Storage,
-        directory: dict[str, TenantCell],
         *,
         inline: bool,
         buffered: bool,
+        max_active: int,
+        max_resident: int,
         max_queued: int,
     ) -> None:
         self.storage = storage
-        self.directory = directory
+        # Tenant id -> cell, for the tenants in use. Cells are added with
+        # setdefault (atomic), so every operation for a tenant meets in one
+        # mailbox, and removed only by the actor of their slot.
+        self.directory: dict[str, TenantCell] = {}
+        self.max_active = max_active
+        self.max_resident = max_resident
+        # slot -> the tenant actor serving the cells of that slot; written by
+        # the registry, read by anyone posting.
+        self.hosts: list[pykka.ActorRef[Any] | None] = [None] * max_active
         self.inline = inline
         self.buffered = buffered
         self.registry: pykka.ActorRef[Any] | None = None
@@ -97,9 +106,8 @@ class Context:
         self.events = Events("actors")
         self.conflicts = Counter()
         self.storage_errors = Counter()
-        self.active = 0  # registry-owned: tenant actors running
-        self.activations = 0  # registry-owned
-        self.passivations = 0  # registry-owned
+        self.activations = Counter()  # profiles loaded into a cell
+        self.passivations = Counter()  # cells retired
         self.replaced = 0  # registry-owned
         self.commits = 0  # writer-owned (or counted by inline actors below)
         self.inline_commits = Counter()
@@ -107,6 +115,21 @@ class Context:
         self.inline_changes = Counter()
         self._local = threading.local()
         self._clones: list[Storage] = []
+
+    def cell(self, tenant_id: str) -> TenantCell:
+        """The tenant's live cell, created if it has none."""
+        directory = self.directory
+        cell = directory.get(tenant_id)
+        if cell is None:
+            cell = directory.setdefault(
+                tenant_id, TenantCell(tenant_id, hash(tenant_id) % self.max_active)
+            )
+        return cell
+
+    @property
+    def active(self) -> int:
+        """Tenant actors running."""
+        return sum(host is not None for host in self.hosts)
 
     def storage_here(self) -> Storage:
         """This thread's connection to the store's storage."""

@@ -40,6 +40,10 @@ sleeping thread an operation has to wake costs more than the update itself;
 32 busy actors beat 1,024 mostly idle ones by 2-5x.
 """
 
+DEFAULT_MAX_RESIDENT: Final = 100_000
+"""Profiles a store holds in memory at most; the least recently used idle ones
+beyond it are dropped and read back from storage on their next use."""
+
 DEFAULT_MAX_QUEUED: Final = 100_000
 """Changes in flight in a store at most; a caller past it waits for room."""
 
@@ -55,7 +59,8 @@ class TenantDNAStore:
     learning. Reads are answered from the snapshot the actor published after
     its last change, without a message round trip.
 
-    ``TenantDNAStore()`` keeps profiles in memory. Given a file
+    ``TenantDNAStore()`` keeps profiles in memory (compactly, in storage,
+    with at most ``max_resident`` of them ready as profiles). Given a file
     (``"sqlite:///path.db"`` or any ``os.PathLike``) the profiles outlive the
     process: with ``durability="commit"`` (the default) a change is
     acknowledged only once committed to the file, in a transaction shared with
@@ -76,6 +81,7 @@ class TenantDNAStore:
         url: str | os.PathLike[str] | None = None,
         *,
         max_active: int = DEFAULT_MAX_ACTIVE,
+        max_resident: int = DEFAULT_MAX_RESIDENT,
         durability: str = "commit",
         staleness: float = 1.0,
         flush_interval: float = 1.0,
@@ -83,6 +89,7 @@ class TenantDNAStore:
         exit_timeout: float = 30.0,
     ) -> None:
         _check_count("max_active", max_active)
+        _check_count("max_resident", max_resident)
         _check_count("max_queued", max_queued)
         if durability not in DURABILITIES:
             msg = f"durability: expected 'commit' or 'buffered', got {durability!r}"
@@ -95,18 +102,17 @@ class TenantDNAStore:
             _check_seconds(name, value)
         storage = open_storage(url)
         inline = isinstance(storage, MemoryStorage)
-        # Tenant id -> cell. Callers add cells with setdefault (atomic), so
-        # every operation for a tenant meets in one mailbox.
-        self._directory: dict[str, TenantCell] = {}
         context = Context(
             storage,
-            self._directory,
             inline=inline,
             buffered=durability == "buffered" and not inline,
+            max_active=max_active,
+            max_resident=max_resident,
             max_queued=max_queued,
         )
         self._context = context
-        self._registry = Registry.start(context, max_active)
+        self._directory = context.directory
+        self._registry = Registry.start(context)
         context.registry = self._registry
         self._ticker: queue.SimpleQueue[None] | None = None
         if not inline:
@@ -172,14 +178,13 @@ class TenantDNAStore:
         """The store's figures now; cheap enough to call every second."""
         self._check_open()
         context = self._context
-        directory = list(self._directory.values())
         return StoreStats(
             tenants=context.storage_here().count(),
-            resident=sum(cell.published is not None for cell in directory),
+            resident=len(self._directory),
             active_actors=context.active,
             changes_queued=context.places.qsize(),
-            activations=context.activations,
-            passivations=context.passivations,
+            activations=context.activations.value,
+            passivations=context.passivations.value,
             commits=context.commits + context.inline_commits.value,
             changes_committed=context.changes_committed + context.inline_changes.value,
             version_conflicts=context.conflicts.value,
@@ -382,12 +387,9 @@ class TenantDNAStore:
             self._context.places.put_nowait(None)
         operation.counted = True
         if cell is None:
-            # setdefault is atomic: racing first writers all get the one cell,
-            # so every change of a tenant meets in one mailbox.
-            key = _plain(tenant_id)
-            cell = self._directory.setdefault(key, TenantCell(key))
+            cell = self._context.cell(_plain(tenant_id))
         try:
-            cell.post(operation, self._registry)
+            cell.post(operation, self._context)
         except pykka.ActorDeadError:
             raise StoreClosed("the store is closed") from None
         return operation.future
@@ -449,10 +451,12 @@ def _shut_down(
         flushes = registry.ask(("flush",), block=True, timeout=left())
         for flush in flushes:
             flush.get(timeout=left())
-        stops: list[tuple[pykka.Future[None], pykka.ActorRef[Any]]]
-        stops = registry.ask(("close",), block=True, timeout=left())
-        for future, host in stops:
-            future.get(timeout=left())
+        hosts: list[pykka.ActorRef[Any]]
+        hosts = registry.ask(("close",), block=True, timeout=left())
+        for host in hosts:
+            with contextlib.suppress(pykka.ActorDeadError):
+                host.tell("retire")  # after every wake-up already queued
+        for host in hosts:
             host.actor_stopped.wait(left())
         if ticker is not None:
             ticker.put(None)

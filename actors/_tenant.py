@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections import OrderedDict
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 import pykka
@@ -12,9 +14,9 @@ from actors._cell import (
     CHANGES,
     LATEST,
     PENDING,
+    STALE,
     Delete,
     Flush,
-    Handover,
     Operation,
     Refresh,
     Save,
@@ -31,121 +33,143 @@ if TYPE_CHECKING:
 
 
 class TenantActor(pykka.ThreadingActor):
-    """Applies every change to the tenant of the cell it serves, in mailbox order.
+    """Applies every change to the tenants of its slot, each in mailbox order.
 
-    One actor is one thread, so the registry keeps a bounded number of them and
-    moves one to the next tenant (a ``Handover``) instead of starting another.
-    A batch of changes is applied to the working profile, then committed as
-    one change of the tenant's record (by the writer, grouped with other
-    tenants', or here for the in-memory backend); the callers are answered
-    once it is committed and the new profile is published. On a version
-    conflict the batch is re-applied to the stored record; on a storage error
-    its callers get the error and the profile goes back to what is committed.
-    The actor answers every operation, success or error, through its future;
-    nothing a caller sends can stop it or lose the profile.
+    One actor is one thread, so a store runs a fixed number of them
+    (``max_active``) and each serves the cells whose tenant ids hash to its
+    slot: a tenant's actor is found without asking anyone. A batch of changes
+    is applied to the working profile, then committed as one change of the
+    tenant's record (by the writer, grouped with other tenants', or here for
+    the in-memory backend); the callers are answered once it is committed and
+    the new profile is published. On a version conflict the batch is
+    re-applied to the stored record; on a storage error its callers get the
+    error and the profile goes back to what is committed. The actor keeps at
+    most its share of ``max_resident`` cells: the least recently used idle
+    ones are retired (their profiles live in storage), and an erased tenant's
+    cell goes at once. The actor answers every operation, success or error,
+    through its future; nothing a caller sends can stop it or lose a profile.
     """
 
     # A store that is never closed must not keep the process alive.
     use_daemon_thread = True
 
-    def __init__(self, context: Context, cell: TenantCell, slot: int) -> None:
+    def __init__(
+        self, context: Context, slot: int, cells: Iterable[TenantCell] = ()
+    ) -> None:
         super().__init__()
         self._context = context
-        self._cell = cell
         self._slot = slot
         self._retiring = False
         self._log = context.events
+        # The cells of this slot, least recently used first.
+        self._cells: OrderedDict[TenantCell, None] = OrderedDict.fromkeys(cells)
+        self._quota = max(1, context.max_resident // context.max_active)
 
     def on_start(self) -> None:
         self._log.debug("tenant_actor_started", slot=self._slot)
-        self._adopt(self._cell)
-        self._drain()
 
     def on_stop(self) -> None:
-        self._log.debug("tenant_actor_stopped", slot=self._slot)
         if not self._retiring:
             self._lost()
 
     def on_failure(self, *exc_info: Any) -> None:
         self._lost()
 
+    def retire(self) -> None:
+        """Stop for the store's close: not a loss to report."""
+        self._retiring = True
+        # Said before stopping: pykka lets the store see the actor stopped
+        # before on_stop runs.
+        self._log.debug("tenant_actor_stopped", slot=self._slot)
+        self.stop()
+
     def _lost(self) -> None:
-        # Stopped by anything but the store's own close: the registry puts a
-        # new actor in this slot, which takes the cell over.
+        # Stopped by anything but the store's close: the registry puts a new
+        # actor in this slot, which takes its cells over.
         registry = self._context.registry
         if registry is not None:
             with contextlib.suppress(pykka.ActorDeadError):
                 registry.tell(("lost", self._slot, self.actor_ref))
 
     def on_receive(self, message: Any) -> None:
-        # The only message is a wake-up naming a cell, sent by the holder of
-        # its token. For a cell this actor has let go of, the token passes to
-        # the registry, which finds the cell a host.
-        if message is self._cell:
-            self._drain()
-        elif isinstance(message, TenantCell):
-            registry = self._context.registry
-            if registry is not None:
-                registry.tell(("activate", message))
+        # The only message is a wake-up naming a cell of this slot, sent by
+        # the holder of its token; "retire" comes from the store's close.
+        if isinstance(message, TenantCell):
+            self._drain(message)
+        elif message == "retire":
+            self.retire()
         else:
             self._log.warning("unexpected_message", type=type(message).__name__)
 
-    # -- hosting ---------------------------------------------------------------
+    # -- draining --------------------------------------------------------------
 
-    def _adopt(self, cell: TenantCell) -> None:
-        self._cell = cell
-        cell.host = self.actor_ref
-        if cell.suspect:
-            # An actor died holding the cell: its working profile may be half
-            # changed. Everything still pending is applied again to the base.
-            cell.suspect = False
-            self._reapply(cell, [])
-        self._log.debug("tenant_activated", tenant_id=cell.tenant_id)
-
-    def _drain(self) -> None:
-        while True:
-            cell = self._cell
-            cell.scheduled = False
-            handover = self._drain_cell(cell)
-            if handover is None:
-                return
-            self._let_go(cell)
-            handover.future.set(None)
-            if handover.next_cell is None:
-                self._retiring = True
-                self.stop()
-                return
-            self._adopt(handover.next_cell)
-
-    def _let_go(self, cell: TenantCell) -> None:
-        """Passivate: the profile stays published, the state stays in the cell."""
-        cell.host = None
-        cell.releasing = False
+    def _drain(self, cell: TenantCell) -> None:
+        # Draining is announced before the token is cleared, so a retirement
+        # or a flush that looks in between still sees the cell busy.
+        cell.draining = True
         cell.scheduled = False
-        self._log.debug("tenant_passivated", tenant_id=cell.tenant_id)
-        # Operations that arrived after the handover need another host.
-        if cell.mailbox and not cell.scheduled:
-            cell.scheduled = True
-            registry = self._context.registry
-            if registry is not None:
-                registry.tell(("activate", cell))
+        try:
+            if cell.suspect:
+                # An actor died holding the cell: its working profile may be
+                # half changed. Everything pending is applied again.
+                cell.suspect = False
+                self._reapply(cell, [])
+            self._drain_cell(cell)
+        finally:
+            cell.draining = False
+        cells = self._cells
+        if cell in cells:
+            cells.move_to_end(cell)
+        elif not cell.retired:
+            cells[cell] = None
+            self._log.debug("tenant_activated", tenant_id=cell.tenant_id)
+        if cell.loaded and cell.base is None and not cell.pending:
+            # Erased (or never stored): nothing of it stays in memory.
+            self._retire(cell)
+        if len(cells) > self._quota:
+            self._evict()
 
-    def _drain_cell(self, cell: TenantCell) -> Handover | None:
-        """Apply the cell's mailbox up to its end or a ``Handover`` (returned)."""
+    def _evict(self) -> None:
+        """Retire the least recently used idle cells down to the quota."""
+        cells = self._cells
+        # Each cell is looked at most twice (second chance), so a slot full
+        # of busy cells cannot keep the actor here.
+        for _ in range(2 * len(cells)):
+            if len(cells) <= self._quota:
+                return
+            cell, _ = cells.popitem(last=False)
+            if cell.recent:
+                cell.recent = False
+                cells[cell] = None
+            elif not self._retire(cell):
+                cells[cell] = None
+
+    def _retire(self, cell: TenantCell) -> bool:
+        """Drop an idle cell from memory; ``False`` if anything reached it."""
+        if cell.pending or cell.in_flight is not None:
+            return False
+        cell.retired = True
+        if cell.mailbox or cell.scheduled:
+            # A caller appended before it could see the flag: keep the cell.
+            cell.retired = False
+            return False
+        directory = self._context.directory
+        if directory.get(cell.tenant_id) is cell:
+            del directory[cell.tenant_id]
+        self._cells.pop(cell, None)
+        self._context.passivations.add()
+        self._log.debug("tenant_passivated", tenant_id=cell.tenant_id)
+        return True
+
+    def _drain_cell(self, cell: TenantCell) -> None:
+        """Apply the cell's mailbox up to its end."""
         mailbox = cell.mailbox
         operation: Operation | None = None
-        handover: Handover | None = None
         try:
             while mailbox:
                 operation = mailbox.popleft()
                 kind = type(operation)
-                if kind is Handover:
-                    assert isinstance(operation, Handover)
-                    if not operation.cancelled:
-                        handover = operation
-                        break
-                    operation.future.set(None)
-                elif kind is Settle:
+                if kind is Settle:
                     assert isinstance(operation, Settle)
                     self._settle(cell, operation.outcome, operation.scrub)
                 elif kind is Flush:
@@ -155,15 +179,12 @@ class TenantActor(pykka.ThreadingActor):
                 else:
                     self._apply(cell, operation)
             operation = None
-            # What was applied goes to storage before the cell is let go; its
-            # outcome comes back through the mailbox, to whichever host.
             self._submit(cell)
             if self._context.buffered:
                 self._answer_applied(cell)
-            return handover
         except BaseException as error:
             # Not expected; the operation in hand is answered, the cell's
-            # state is rebuilt by whichever actor takes it next.
+            # state is rebuilt by whichever actor drains it next.
             cell.suspect = True
             if (
                 operation is not None
@@ -182,7 +203,8 @@ class TenantActor(pykka.ThreadingActor):
         record = self._context.storage_here().load(cell.tenant_id)
         cell.loaded = True
         cell.base = record
-        cell.working = None if record is None else record.dna.copy()
+        cell.working = STALE
+        self._context.activations.add()
         cell.published = (
             None if record is None else Versioned(record.dna, record.version)
         )
@@ -206,6 +228,9 @@ class TenantActor(pykka.ThreadingActor):
     def _decide(self, cell: TenantCell, operation: Operation) -> None:
         # The last update so far is answered with the working profile itself;
         # before the profile changes again it gets a copy of its own.
+        if cell.working is STALE:
+            start = _current(cell)
+            cell.working = None if start is None else start.copy()
         latest = cell.latest
         if latest is not None:
             latest.answer = None if cell.working is None else cell.working.copy()
@@ -254,7 +279,7 @@ class TenantActor(pykka.ThreadingActor):
     def _refresh(self, cell: TenantCell) -> None:
         # Another process committed a change: take it unless ours are under
         # way (then their commit conflicts and re-applies them anyway).
-        if not cell.loaded or cell.busy:
+        if not cell.loaded or cell.pending or cell.in_flight is not None:
             return
         try:
             self._load(cell)
@@ -281,8 +306,12 @@ class TenantActor(pykka.ThreadingActor):
             if erase:
                 dna = None
             else:
-                assert cell.working is not None
-                dna = cell.working.copy()
+                # The working profile itself becomes the change's (never
+                # mutated again): changes after it start from a copy.
+                dna = cell.working
+                assert dna is not None
+                assert dna is not STALE
+                cell.working = STALE
             if cell.latest is not None and cell.latest in batch:
                 cell.latest = None  # its answer is the committed profile
             base = cell.base
@@ -336,20 +365,28 @@ class TenantActor(pykka.ThreadingActor):
         elif isinstance(outcome, Conflict):
             self._context.conflicts.add()
             current = outcome.current
-            erased = (
-                change.base_incarnation != 0
-                and not change.force
-                and (current is None or current.incarnation != change.base_incarnation)
-            )
+            # Erased elsewhere (and not created again): what this batch and
+            # those after it computed from the erased life is never written,
+            # up to the first change that overwrites whatever is stored. A
+            # tenant created again is a new life: the changes apply to it.
+            erased = change.base_incarnation != 0 and current is None
             self._log.debug(
                 "version_conflict", tenant_id=cell.tenant_id, erased_elsewhere=erased
             )
             cell.base = current
             if erased:
-                # Computed from a life of the tenant that was erased meanwhile:
-                # an erasure is never undone, so these are not written.
-                self._reapply(cell, [])
+                working = cell.working
+                following = cell.pending
+                cut = next(
+                    (i for i, op in enumerate(following) if _overwrites(op)),
+                    len(following),
+                )
+                cell.pending = following[cut:]
                 self._answer(batch, change.dna)
+                self._answer(
+                    following[:cut], change.dna if working is STALE else working
+                )
+                self._reapply(cell, [])
             else:
                 self._reapply(cell, batch)
             if not self._context.buffered:
@@ -366,7 +403,7 @@ class TenantActor(pykka.ThreadingActor):
                 # Acknowledged already: kept, and committed with the next batch.
                 waiting = [op for op in batch if op.future.done]
                 self._answer([op for op in batch if not op.future.done], outcome)
-                cell.pending = waiting + cell.pending
+                self._reapply(cell, waiting)
             else:
                 self._answer(batch, outcome)
                 self._reapply(cell, [])
@@ -377,11 +414,7 @@ class TenantActor(pykka.ThreadingActor):
 
         The base is the committed record, or what the commit in flight writes.
         """
-        if cell.in_flight is not None and cell.change is not None:
-            start = cell.change.dna
-        else:
-            start = None if cell.base is None else cell.base.dna
-        cell.working = None if start is None else start.copy()
+        cell.working = STALE
         cell.latest = None
         operations = first + cell.pending
         cell.pending = []
@@ -425,18 +458,25 @@ class TenantActor(pykka.ThreadingActor):
     def _answer_applied(self, cell: TenantCell) -> None:
         """Buffered: publish the working profile, answer what is applied."""
         working = cell.working
-        snapshot = None if working is None else working.copy()
+        if working is STALE:
+            snapshot = _current(cell)  # committed or in flight: never mutated
+        else:
+            snapshot = None if working is None else working.copy()
         if cell.pending or cell.in_flight is not None:
             version = _logical_version(cell)
             cell.published = None if snapshot is None else Versioned(snapshot, version)
-        for operations in (cell.in_flight or [], cell.pending):
+        in_flight = None if cell.change is None else cell.change.dna
+        for operations, latest in (
+            (cell.in_flight or [], in_flight),
+            (cell.pending, snapshot),
+        ):
             for operation in operations:
                 if type(operation) in (Update, Save) and not operation.future.done:
                     if operation.failure is not None:
                         error = operation.failure
                         operation.future.set_exception((type(error), error, None))
                     elif operation.answer is LATEST:
-                        operation.future.set_copied(snapshot)
+                        operation.future.set_copied(latest)
                     else:
                         operation.future.set(operation.answer)
         if cell.latest is not None:
@@ -487,6 +527,13 @@ def _next_batch(pending: list[Operation]) -> tuple[list[Operation], list[Operati
         if type(operation) is Delete and operation.failure is None:
             return pending[: index + 1], pending[index + 1 :]
     return pending, []
+
+
+def _current(cell: TenantCell) -> TenantDNA | None:
+    """The profile the working one derives from: in flight, else committed."""
+    if cell.in_flight is not None and cell.change is not None:
+        return cell.change.dna
+    return None if cell.base is None else cell.base.dna
 
 
 def _logical_version(cell: TenantCell) -> int:

@@ -106,10 +106,8 @@ class Writer(pykka.ThreadingActor):
                 version = getattr(outcome, "version", None)
                 if version is not None:
                     self._ours[cell.tenant_id] = version
-        registry = self._context.registry
-        assert registry is not None
         for (cell, _), outcome in zip(batch, outcomes, strict=True):
-            cell.post(Settle(outcome, scrub), registry)
+            cell.post(Settle(outcome, scrub), self._context)
 
     def _poll(self) -> None:
         """Tell tenants changed by other processes to reload."""
@@ -148,10 +146,8 @@ class Writer(pykka.ThreadingActor):
                     or (base is not None and base.incarnation in erased)
                 ):
                     stale.append(cell)
-        registry = self._context.registry
-        assert registry is not None
         for cell in stale:
-            cell.post(Refresh(), registry)
+            cell.post(Refresh(), self._context)
 
 
 def start_ticker(

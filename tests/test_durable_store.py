@@ -547,19 +547,6 @@ def test_a_change_computed_from_an_erased_incarnation_never_brings_it_back(
     assert [s for s in secrets(tag)[1:] if s.encode() in everything] == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "actors/_tenant.py TenantActor._settle, on a Conflict judged an erasure "
-        "elsewhere, answers the batch as if committed though nothing was "
-        "written: an update_from_session computed from the erased incarnation "
-        "returns normally, in durability='commit', with the OLD profile plus "
-        "the session (erased intents and tools in it), and is never committed "
-        "(stored version stays 3). SPEC 4: acknowledged only after commit; on a "
-        "conflict the actor reloads and re-applies pending sessions, so the "
-        "caller should get the new life with the session (committed) or an error"
-    ),
-)
 def test_an_update_computed_from_an_erased_incarnation_is_not_acknowledged_unwritten(
     tmp_path: Path,
 ) -> None:
@@ -589,18 +576,6 @@ def test_an_update_computed_from_an_erased_incarnation_is_not_acknowledged_unwri
         assert stored == Versioned(answer, 4)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "actors/_tenant.py TenantActor._settle, on a Conflict judged an erasure "
-        "elsewhere, answers the batch as if committed: a save with "
-        "expected_version=3 computed from the erased incarnation, reaching "
-        "storage after the tenant was created again (now version 1), returns "
-        "None as if saved, writes nothing, and raises no VersionConflict. "
-        "SPEC 4: with expected_version the save is applied only if the stored "
-        "version equals it, else VersionConflict(tenant_id, 3, 1)"
-    ),
-)
 def test_a_compare_and_set_from_an_erased_incarnation_raises_version_conflict(
     tmp_path: Path,
 ) -> None:
@@ -625,19 +600,6 @@ def test_a_compare_and_set_from_an_erased_incarnation_raises_version_conflict(
     assert _stored(path, victim).dna.common_intents == ["new-life-q7zx"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "actors/_tenant.py TenantActor._settle, on a Conflict judged an erasure "
-        "elsewhere, drops only the batch in flight and re-applies the pending "
-        "changes (_reapply(cell, [])) on the absent record: in durability="
-        "'buffered', of 5 updates acknowledged before another process erased "
-        "the tenant, the first (in flight) is dropped and the other 4 create it "
-        "again (version 1, their intent stored) at the next flush. SPEC 4: "
-        "erasure is never undone by a change submitted before it, in this "
-        "process or another; which changes survive depends on batch boundaries"
-    ),
-)
 def test_buffered_changes_acknowledged_before_an_erasure_elsewhere_stay_erased(
     tmp_path: Path,
 ) -> None:

@@ -189,14 +189,15 @@ def test_a_change_racing_close_is_answered_never_left_waiting(
     store = TenantDNAStore(max_active=3)
     for tenant in ("x", "y", "z"):
         store.update_from_session(tenant, PROBE, alpha=0.01)
-    host = store._directory["x"].host
+    cell_x = store._directory["x"]
+    host = store._context.hosts[cell_x.slot]
     assert host is not None
     post = TenantCell.post
 
-    def held_post(cell: TenantCell, operation: Any, registry: Any) -> None:
+    def held_post(cell: TenantCell, operation: Any, context: Any) -> None:
         if threading.current_thread().name == "late-caller":
             host.actor_stopped.wait(10)
-        post(cell, operation, registry)
+        post(cell, operation, context)
 
     monkeypatch.setattr(TenantCell, "post", held_post)
     outcome: list[str] = []
