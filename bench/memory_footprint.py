@@ -1,0 +1,127 @@
+"""Resident memory per tenant stored in ``MemoryStorage``, at a given population.
+
+Run it in a fresh process (it measures its own RSS)::
+
+    python -m bench.memory_footprint --tenants 1000000
+
+It stores ``--tenants`` typical profiles (6 tools, 6 peak hours, 4 intents,
+drawn from the benchmark's catalogue in ``bench.workload``), one commit per
+tenant as the in-memory store does, and prints the growth of the process's
+resident memory divided by the tenants stored: RSS read from
+``/proc/self/statm`` before and after, each time after ``gc.collect()`` and
+glibc's ``malloc_trim(0)``. The profiles are drawn one at a time, so only the
+stored records remain when the second reading is taken. ``--json`` prints the
+figures as one JSON object instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import ctypes
+import gc
+import json
+import os
+import random
+import sys
+import time
+from dataclasses import asdict, dataclass
+
+from bench.workload import INTENTS, TOOLS
+from dna import TenantDNA
+from storage import Change, MemoryStorage
+
+TOOLS_PER_TENANT = 6
+HOURS_PER_TENANT = 6
+INTENTS_PER_TENANT = 4
+
+
+@dataclass(frozen=True, slots=True)
+class Footprint:
+    """What one measurement found."""
+
+    tenants: int
+    rss_before: int
+    rss_after: int
+    seconds: float
+
+    @property
+    def bytes_per_tenant(self) -> float:
+        """RSS growth divided by the tenants stored."""
+        return (self.rss_after - self.rss_before) / self.tenants
+
+
+def rss_bytes() -> int:
+    """Resident memory now, after a full collection and a heap trim."""
+    gc.collect()
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def typical_profile(rng: random.Random) -> TenantDNA:
+    """A profile as a tenant's first weeks leave it: 6 tools, 6 hours, 4 intents."""
+    return TenantDNA(
+        avg_task_complexity=rng.random(),
+        preferred_model_tier=rng.choice(("orchestrator", "worker")),
+        avg_tokens_per_task=rng.randint(300, 30_000),
+        tool_usage_frequency={
+            tool: rng.random() for tool in rng.sample(TOOLS, TOOLS_PER_TENANT)
+        },
+        peak_hours=rng.sample(range(24), HOURS_PER_TENANT),
+        risk_profile=rng.random(),
+        common_intents=rng.sample(INTENTS, INTENTS_PER_TENANT),
+        last_updated=1_700_000_000.0 + rng.random() * 30_000_000,
+    )
+
+
+def measure(tenants: int, seed: int = 1) -> Footprint:
+    """Store ``tenants`` typical profiles in a new ``MemoryStorage``; measure RSS."""
+    if tenants < 1:
+        msg = f"tenants: expected at least 1, got {tenants}"
+        raise ValueError(msg)
+    rng = random.Random(seed)
+    storage = MemoryStorage()
+    before = rss_bytes()
+    started = time.perf_counter()
+    for rank in range(tenants):
+        storage.commit([Change(f"tenant-{rank:05d}", typical_profile(rng), 0, 0)])
+    seconds = time.perf_counter() - started
+    after = rss_bytes()
+    if storage.count() != tenants:  # pragma: no cover - a broken backend
+        msg = f"stored {storage.count()} tenants, expected {tenants}"
+        raise AssertionError(msg)
+    return Footprint(tenants, before, after, seconds)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse the arguments, measure, print."""
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.memory_footprint", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument("--tenants", type=int, default=1_000_000)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    arguments = parser.parse_args(argv)
+    if arguments.tenants < 1:
+        parser.error("--tenants: expected at least 1")
+    footprint = measure(arguments.tenants, arguments.seed)
+    if arguments.json:
+        print(
+            json.dumps(
+                {**asdict(footprint), "bytes_per_tenant": footprint.bytes_per_tenant}
+            )
+        )
+    else:
+        print(
+            f"{footprint.tenants:,} tenants stored in {footprint.seconds:.1f} s: "
+            f"RSS {footprint.rss_before / 2**20:,.1f} MiB -> "
+            f"{footprint.rss_after / 2**20:,.1f} MiB, "
+            f"{footprint.bytes_per_tenant:,.0f} bytes per tenant"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
