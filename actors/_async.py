@@ -111,7 +111,7 @@ class AsyncTenantDNAStore:
     async def _submitted(self, submit: Callable[[bool], Reply[T]]) -> T:
         try:
             future = submit(False)
-        except queue.Full:
+        except queue.Empty:
             # No room: wait for it in a worker thread, not on the loop.
             future = await asyncio.to_thread(submit, True)
         return await future

@@ -15,8 +15,6 @@ from __future__ import annotations
 from collections import deque
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-import pykka
-
 from actors._errors import StoreClosed
 from actors._future import Reply
 
@@ -149,8 +147,8 @@ class TenantCell:
       update whose answer is the working profile itself; ``suspect`` that an
       actor died holding the cell.
     * ``scheduled``: the wake-up token. Whoever sets it after appending is
-      responsible for getting the mailbox drained: it tells the slot's actor,
-      or the registry when there is none. The actor clears it *before*
+      responsible for getting the mailbox drained: it puts the cell on its
+      slot's ready queue (``Context.wake``). The actor clears it *before*
       draining, so an operation appended while it was set is always seen.
     * ``draining``: set by the actor while it drains the cell (before it
       clears ``scheduled``), so a cell is never retired or missed by a flush
@@ -247,16 +245,7 @@ class TenantCell:
         if self.scheduled:
             return
         self.scheduled = True
-        host = context.hosts[self.slot]
-        if host is not None:
-            try:
-                host.tell(self)
-            except pykka.ActorDeadError:
-                pass  # lost: the registry replaces it; or the store is closed
-            else:
-                return
-        assert context.registry is not None
-        context.registry.tell(("wake", self))
+        context.wake(self)
 
     def fail_pending(self) -> None:
         """Answer every operation left in the mailbox with ``StoreClosed``."""

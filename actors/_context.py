@@ -5,8 +5,9 @@ from __future__ import annotations
 import itertools
 import queue
 import threading
+from collections import deque
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 import pykka
 
@@ -15,6 +16,10 @@ from actors._log import Events
 
 if TYPE_CHECKING:
     from storage import Storage
+
+
+WAKE: Final = "drain"
+"""The message that tells a tenant actor to drain its slot's ready cells."""
 
 
 class Counter:
@@ -96,13 +101,24 @@ class Context:
         # slot -> the tenant actor serving the cells of that slot; written by
         # the registry, read by anyone posting.
         self.hosts: list[pykka.ActorRef[Any] | None] = [None] * max_active
+        # slot -> the cells of that slot waiting to be drained, and the
+        # slot's wake-up token (as a cell's, one level up): whoever sets it
+        # after appending tells the slot's actor, which clears it before it
+        # drains, so one message drains every cell that became ready meanwhile.
+        self.ready: list[deque[TenantCell]] = [deque() for _ in range(max_active)]
+        self.woken: list[bool] = [False] * max_active
         self.inline = inline
         self.buffered = buffered
         self.registry: pykka.ActorRef[Any] | None = None
         self.writer: pykka.ActorRef[Any] | None = None
-        # Places for changes in flight: put() takes one (blocking when none is
-        # left), get_nowait() gives it back when the change is settled.
-        self.places: queue.Queue[None] = queue.Queue(maxsize=max_queued)
+        # Places for changes in flight, one token each: get() takes one
+        # (blocking while none is left), put() gives it back once the change
+        # is settled. A SimpleQueue is taken and signalled in C, a bounded
+        # Queue through a Condition at several times the cost.
+        self.max_queued = max_queued
+        self.places: queue.SimpleQueue[None] = queue.SimpleQueue()
+        for _ in range(max_queued):
+            self.places.put(None)
         self.events = Events("actors")
         self.conflicts = Counter()
         self.storage_errors = Counter()
@@ -115,6 +131,24 @@ class Context:
         self.inline_changes = Counter()
         self._local = threading.local()
         self._clones: list[Storage] = []
+
+    def wake(self, cell: TenantCell) -> None:
+        """Have ``cell`` drained by its slot's actor (its token is set)."""
+        slot = cell.slot
+        self.ready[slot].append(cell)
+        if self.woken[slot]:
+            return
+        self.woken[slot] = True
+        host = self.hosts[slot]
+        if host is not None:
+            try:
+                host.tell(WAKE)
+            except pykka.ActorDeadError:
+                pass  # lost: the registry replaces it; or the store is closed
+            else:
+                return
+        assert self.registry is not None
+        self.registry.tell(("wake", slot))
 
     def cell(self, tenant_id: str) -> TenantCell:
         """The tenant's live cell, created if it has none."""
@@ -140,14 +174,14 @@ class Context:
                 self._clones.append(clone)
         return clone
 
-    def release(self, count: int = 1) -> None:
-        """Give back ``count`` places taken by settled changes."""
-        places = self.places
-        for _ in range(count):
-            try:
-                places.get_nowait()
-            except queue.Empty:  # pragma: no cover - more released than taken
-                return
+    def release(self) -> None:
+        """Give back the place of a settled change."""
+        self.places.put(None)
+
+    @property
+    def queued(self) -> int:
+        """Changes in flight now."""
+        return self.max_queued - self.places.qsize()
 
     def close_clones(self) -> None:
         """Close every thread's connection (the store is closed)."""

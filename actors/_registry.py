@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 import pykka
 
 from actors._cell import Flush, TenantCell
+from actors._context import WAKE
 from actors._tenant import TenantActor
 
 if TYPE_CHECKING:
@@ -55,17 +56,19 @@ class Registry(pykka.ThreadingActor):
             self._log.error("registry_failed", message=str(kind), error=repr(error))
         return None
 
-    def _wake(self, cell: TenantCell) -> None:
+    def _wake(self, slot: int) -> None:
         if self._closing:
-            cell.fail_pending()
+            ready = self._context.ready[slot]
+            while ready:
+                ready.popleft().fail_pending()
             return
-        host = self._context.hosts[cell.slot]
+        host = self._context.hosts[slot]
         if host is None:
-            host = self._start(cell.slot, ())
+            host = self._start(slot, ())
         try:
-            host.tell(cell)
+            host.tell(WAKE)
         except pykka.ActorDeadError:
-            self._replace(cell.slot, host)
+            self._replace(slot, host)
 
     def _start(
         self, slot: int, cells: tuple[TenantCell, ...]
@@ -90,12 +93,15 @@ class Registry(pykka.ThreadingActor):
                 cell.draining = False
                 cell.suspect = True
         host = self._start(slot, cells)
+        # Wake-ups the lost actor never took are given again; a cell drained
+        # twice comes to no harm.
+        ready = self._context.ready[slot]
         for cell in cells:
-            # Wake-ups the lost actor never took are sent again; a cell woken
-            # twice is drained twice, which does no harm.
             if cell.mailbox or cell.scheduled:
                 cell.scheduled = True
-                host.tell(cell)
+                ready.append(cell)
+        self._context.woken[slot] = True
+        host.tell(WAKE)
 
     def _flush(self) -> list[pykka.Future[Any]]:
         # Every cell with work queued, under way, or being drained; the copy

@@ -182,7 +182,7 @@ class TenantDNAStore:
             tenants=context.storage_here().count(),
             resident=len(self._directory),
             active_actors=context.active,
-            changes_queued=context.places.qsize(),
+            changes_queued=context.queued,
             activations=context.activations.value,
             passivations=context.passivations.value,
             commits=context.commits + context.inline_commits.value,
@@ -289,7 +289,7 @@ class TenantDNAStore:
 
     # -- internals -------------------------------------------------------------
     # The _submit_* methods check their arguments, take a place for the change
-    # (waiting for one, or raising queue.Full with block=False) and post it.
+    # (waiting for one, or raising queue.Empty with block=False) and post it.
 
     def _submit_update(
         self,
@@ -380,11 +380,11 @@ class TenantDNAStore:
         *,
         block: bool = True,
     ) -> Reply[Any]:
-        """Submit a change; with ``block=False``, raise ``queue.Full`` if no room."""
+        """Submit a change; with ``block=False``, raise ``queue.Empty`` if no room."""
         if block:
-            self._context.places.put(None)
+            self._context.places.get()
         else:
-            self._context.places.put_nowait(None)
+            self._context.places.get_nowait()
         operation.counted = True
         if cell is None:
             cell = self._context.cell(_plain(tenant_id))

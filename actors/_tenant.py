@@ -25,6 +25,7 @@ from actors._cell import (
     Update,
     Versioned,
 )
+from actors._context import WAKE
 from dna import TenantDNA
 from storage import Change, Committed, Conflict, Record, StorageError, VersionConflict
 
@@ -92,10 +93,14 @@ class TenantActor(pykka.ThreadingActor):
                 registry.tell(("lost", self._slot, self.actor_ref))
 
     def on_receive(self, message: Any) -> None:
-        # The only message is a wake-up naming a cell of this slot, sent by
-        # the holder of its token; "retire" comes from the store's close.
-        if isinstance(message, TenantCell):
-            self._drain(message)
+        # WAKE: the slot's token holder says cells are ready; "retire" comes
+        # from the store's close, after every wake-up sent before it.
+        if message == WAKE:
+            context = self._context
+            ready = context.ready[self._slot]
+            context.woken[self._slot] = False  # before draining, as a cell's
+            while ready:
+                self._drain(ready.popleft())
         elif message == "retire":
             self.retire()
         else:
