@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import queue
 import threading
 import time
 from collections.abc import Callable
@@ -236,3 +237,48 @@ def test_closing_from_several_threads_returns_once_closed() -> None:
 
     run_threads(4, close_then_look)
     assert sum(sessions_applied(future.get()) > 0 for future in futures) == 600
+
+
+@pytest.mark.parametrize("url", [None, "sqlite"])
+def test_a_caller_holding_an_evicted_cell_still_gets_its_change_applied(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Any, url: str | None
+) -> None:
+    # Force the worst schedule: the caller has found the tenant's cell, then
+    # is held until that cell was retired (evicted) and the tenant has a new
+    # live cell, and only then appends to the old one.
+    path = None if url is None else f"sqlite:///{tmp_path}/dna.db"
+    store = TenantDNAStore(path, max_active=1, max_resident=1)
+    store.update_from_session("held", PROBE, alpha=0.01)
+    held = store._directory["held"]
+    release: queue.SimpleQueue[None] = queue.SimpleQueue()
+    post = TenantCell.post
+
+    def late_post(cell: TenantCell, operation: Any, context: Any) -> None:
+        if threading.current_thread().name == "late-caller" and cell is held:
+            release.get(timeout=10)
+        post(cell, operation, context)
+
+    monkeypatch.setattr(TenantCell, "post", late_post)
+    seen: list[int] = []
+
+    def late_caller() -> None:
+        answer = store.update_from_session("held", PROBE, alpha=0.01)
+        seen.extend([sessions_applied(answer), sessions_applied(store.get("held"))])
+
+    caller = threading.Thread(target=late_caller, name="late-caller")
+    caller.start()
+    # Other tenants' changes push the held cell out of the actor's share.
+    for index in range(20):
+        store.update_from_session(f"other-{index}", PROBE, alpha=0.01)
+        if held.retired:
+            break
+    assert held.retired
+    store.update_from_session("held", PROBE, alpha=0.01)  # a new live cell
+    assert store._directory["held"] is not held
+    release.put(None)
+    caller.join(timeout=30)
+    assert not caller.is_alive(), "the held caller never got an answer"
+    # Applied once, by the live cell, and read back in the caller's thread.
+    assert seen == [3, 3]
+    assert sessions_applied(store.get("held")) == 3
+    store.close()
