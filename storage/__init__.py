@@ -1,4 +1,4 @@
-"""Versioned profile records on disks and servers: memory, SQLite (PostgreSQL later).
+"""Versioned profile records on disks and servers: memory, SQLite, PostgreSQL.
 
 No threads here: ``actors`` decides who calls what, and when. Open a backend
 with :func:`open_storage`; every backend passes one shared test suite.
@@ -17,6 +17,7 @@ from storage._base import (
 )
 from storage._open import open_storage
 from storage.memory import MemoryStorage
+from storage.postgres import PostgresStorage
 from storage.sqlite import ScrubIncomplete, SQLiteStorage
 
 __all__ = [
@@ -26,6 +27,7 @@ __all__ = [
     "Conflict",
     "MemoryStorage",
     "Outcome",
+    "PostgresStorage",
     "Record",
     "SQLiteStorage",
     "ScrubIncomplete",

@@ -181,6 +181,17 @@ class Storage(abc.ABC):
     def check(self) -> list[str]:
         """Problems found by an integrity check (empty: the database is sound)."""
 
+    def wait_for_commit(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` s to hear of a commit by another connection.
+
+        ``True``: something may have changed (call :meth:`changes_since`);
+        ``False``: nothing was heard. Backends that are told of commits
+        (PostgreSQL's ``LISTEN``) override it; this default hears nothing and
+        returns ``False`` at once, without waiting: poll :meth:`changes_since`
+        instead.
+        """
+        return False
+
     @abc.abstractmethod
     def clone(self) -> Storage:
         """Another connection to the same database, for another thread."""

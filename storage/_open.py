@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import os
 
-from storage._base import Storage, StorageError
+from storage._base import Storage
 from storage.memory import MemoryStorage
+from storage.postgres import PostgresStorage
 from storage.sqlite import SQLiteStorage
 
 _SQLITE = "sqlite:///"
@@ -22,7 +23,11 @@ def open_storage(url: str | os.PathLike[str] | None) -> Storage:
     * ``"sqlite:///relative/path.db"``, ``"sqlite:////absolute/path.db"`` (the
       convention of SQLAlchemy and Django) or any ``os.PathLike``: an
       :class:`SQLiteStorage` on that file, created if missing.
-    * ``"postgresql://..."``: not available yet, raises :class:`StorageError`.
+    * ``"postgresql://user:password@host/db"`` (also ``postgres://`` and
+      SQLAlchemy's ``postgresql+psycopg://``): a :class:`PostgresStorage`,
+      creating its tables if missing; :class:`StorageError` naming the URL
+      without its password if the server cannot be reached or the database
+      is not ours.
 
     Raises ``ValueError`` naming the scheme for any other URL (a bare path
     string too: pass a ``pathlib.Path`` or an ``sqlite:///`` URL),
@@ -68,7 +73,6 @@ def open_storage(url: str | os.PathLike[str] | None) -> Storage:
             raise ValueError(msg)
         return SQLiteStorage(path)
     if scheme in ("postgresql", "postgres") or scheme.startswith("postgresql+"):
-        msg = "PostgreSQL storage is not available yet"
-        raise StorageError(msg)
+        return PostgresStorage(url)
     msg = f"url: unknown scheme {scheme!r} in {url!r}; {_EXPECTED}"
     raise ValueError(msg)

@@ -1,0 +1,951 @@
+"""Profiles in PostgreSQL: one truth for many processes on many machines, via psycopg 3.
+
+Guarantees:
+
+* **Durable, checked commits.** One transaction per :meth:`PostgresStorage.commit`,
+  with ``synchronous_commit = on`` set on every connection: a commit returns
+  once the server has flushed it. The rows a commit touches are locked with
+  ``SELECT … FOR UPDATE`` in tenant-id order (so two commits never deadlock),
+  every change is checked against the locked version and incarnation, and
+  the writes say so again: ``UPDATE … WHERE version = … AND incarnation = …``,
+  ``INSERT … ON CONFLICT DO NOTHING`` (a tenant created meanwhile by another
+  process makes the commit start over, and the change conflicts). Erasure is
+  a ``DELETE``: the row leaves the table in that transaction.
+* **A commit whose reply was lost is settled, not guessed.** If the connection
+  drops during ``COMMIT``, the transaction's id is looked up on a new
+  connection (``pg_xact_status``): committed, the outcomes are returned;
+  rolled back, :class:`StorageError` says nothing was written; if the server
+  cannot answer within ``connect_timeout``, :class:`StorageError` says the
+  outcome is unknown.
+* **Freshness by ``NOTIFY``.** Every commit that writes sends, on channel
+  :data:`CHANNEL` and inside its transaction (so listeners hear it at commit,
+  in commit order), the JSON ``{"updated": [[tenant_id, version,
+  incarnation], ...], "erased": [incarnation, ...]}`` — or :data:`STALE`
+  (``"*"``: anything may have changed) when that would not fit PostgreSQL's
+  8,000-byte limit. Erased tenants are named by incarnation, never by id.
+  :meth:`PostgresStorage.wait_for_commit` listens on a connection of its own.
+* **Cursors without a hot row.** A row and an erasure-log entry carry the id
+  of the transaction that wrote them (``pg_current_xact_id()``); a cursor is
+  the oldest transaction still running (``xmin`` of a snapshot), so every
+  transaction below it has ended and is visible. ``changes_since`` is one
+  statement under one snapshot, may repeat an entry (while a long
+  transaction runs anywhere in the cluster), never misses one; commits share
+  no counter row, so they run side by side. The erasure log keeps the last
+  :data:`ERASURE_LOG` erased incarnations (random numbers, never tenant ids).
+* **Connections: one pool shared by an object and its clones.** The interface
+  is one connection per thread, and ``actors`` clones a storage for every
+  thread that reads: with one server connection per clone, a service with
+  hundreds of threads in tens of processes would exhaust the server's
+  ``max_connections``. So clones share a ``psycopg_pool.ConnectionPool``
+  (``pool_size`` connections at most, per process) and borrow a connection
+  per operation; ``check=ConnectionPool.check_connection`` tests each one
+  before it is handed out, so after a server restart no dead connection is
+  used and the next call simply works. The pool runs its own small, fixed
+  set of worker threads (psycopg_pool's, not ours: this module starts none).
+  A borrowed connection is never left inside a transaction; a long ``scan``
+  borrows one per batch.
+* **Opening refuses what is not ours.** The tables (and a schema-version row)
+  are created if missing, under an advisory lock so processes starting
+  together create them once. A database holding a table named like ours
+  without our schema row, an incomplete set of our tables, or a newer schema
+  raises :class:`StorageError` naming the URL (and both schema versions), and
+  nothing is changed. Messages name the URL without its password.
+* Profiles are the JSON of ``TenantDNA.to_dict()`` in a ``text`` column
+  (``jsonb`` refuses the lone surrogates a profile's strings may hold),
+  validated on the way in (``dna.InvalidDNA``) and out (a stored profile that
+  ``TenantDNA.from_dict`` refuses raises :class:`StorageError` naming the
+  tenant). Tenant ids sort by code point (``COLLATE "C"``), as Python's do.
+
+Not guaranteed: PostgreSQL has no secure delete. An erased row's bytes stay
+in the table's pages until ``VACUUM`` reuses them, and in the server's WAL
+until it is recycled; operators who must wipe them run ``VACUUM`` and rely on
+encrypted storage and WAL retention limits.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import time
+import urllib.parse
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any, Final
+
+import psycopg
+import psycopg.errors
+from psycopg_pool import ConnectionPool
+
+from dna import TenantDNA
+from storage._base import (
+    Change,
+    Changes,
+    Committed,
+    Conflict,
+    Outcome,
+    Record,
+    Storage,
+    StorageError,
+)
+from storage.memory import MAX_INCARNATION, checked_copy, new_incarnation
+
+SCHEMA_VERSION: Final = 1
+"""The layout this code writes; a database of a newer one is refused."""
+
+ERASURE_LOG: Final = 10_000
+"""Erasures kept for ``changes_since``: an older cursor gets ``complete=False``."""
+
+CHANNEL: Final = "tenant_dna"
+"""The ``NOTIFY`` channel every commit is announced on."""
+
+STALE: Final = "*"
+"""The payload meaning "anything may have changed" (the list would not fit)."""
+
+MAX_PAYLOAD: Final = 7_900
+"""Bytes; PostgreSQL refuses payloads of 8,000 bytes or more."""
+
+CONNECT_TIMEOUT: Final = 5.0
+"""Seconds to get a connection (a new one, or one from a busy pool)."""
+
+LOCK_TIMEOUT: Final = 10.0
+"""Seconds a commit waits for rows another transaction has locked."""
+
+POOL_SIZE: Final = 10
+"""Server connections per object and its clones, at most."""
+
+_SCHEMA: Final = "tenant_dna_schema"
+_META: Final = "tenant_dna_meta"
+_PROFILES: Final = "tenant_dna_profiles"
+_ERASURES: Final = "tenant_dna_erasures"
+_OURS: Final = (_SCHEMA, _META, _PROFILES, _ERASURES)
+# pg_advisory_xact_lock keys: "tdna" + 1 and + 2.
+_SETUP_LOCK: Final = 0x74646E61_00000001
+_PRUNE_LOCK: Final = 0x74646E61_00000002
+_XID: Final = "pg_current_xact_id()::text::bigint"
+_RETRIES: Final = 8
+
+_CREATE: Final = (
+    f"CREATE TABLE {_SCHEMA} (version integer NOT NULL)",
+    f"INSERT INTO {_SCHEMA} (version) VALUES ({SCHEMA_VERSION})",
+    f"CREATE TABLE {_META} (key text PRIMARY KEY, value bigint NOT NULL)",
+    f"INSERT INTO {_META} (key, value) VALUES ('erasure_floor', 0)",
+    f"CREATE TABLE {_PROFILES} ("
+    'tenant_id text COLLATE "C" PRIMARY KEY, '
+    "version bigint NOT NULL CHECK (version >= 1), "
+    "incarnation bigint NOT NULL CHECK (incarnation >= 1), "
+    "xid bigint NOT NULL, "
+    "dna text NOT NULL)",
+    f"CREATE INDEX {_PROFILES}_xid ON {_PROFILES} (xid)",
+    f"CREATE TABLE {_ERASURES} (id bigserial PRIMARY KEY, "
+    "xid bigint NOT NULL, incarnation bigint NOT NULL)",
+    f"CREATE INDEX {_ERASURES}_xid ON {_ERASURES} (xid)",
+)
+
+Row = tuple[Any, ...]
+_Stored = tuple[int, int, str]  # version, incarnation, dna text
+
+
+class _Raced(Exception):
+    """Another transaction created a tenant this commit thought absent."""
+
+
+class _CommitLost(Exception):
+    """The connection dropped during ``COMMIT``: the outcome must be looked up."""
+
+    def __init__(self, xid: str, outcomes: list[Outcome], error: BaseException):
+        super().__init__(xid)
+        self.xid = xid
+        self.outcomes = outcomes
+        self.error = error
+
+
+def _normalised(url: str) -> str:
+    scheme, _, rest = url.partition("://")
+    if scheme.lower().startswith("postgresql+"):  # SQLAlchemy's driver suffix
+        return f"postgresql://{rest}"
+    return url
+
+
+def _redacted(url: str) -> tuple[str, str]:
+    """The URL without its password, and the password (``""``: none)."""
+    parts = urllib.parse.urlsplit(url)
+    password = parts.password or ""
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, _, hosts = netloc.rpartition("@")
+        netloc = f"{userinfo.partition(':')[0]}@{hosts}"
+    query = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
+    for key, value in query:
+        if key == "password":
+            password = password or value
+    kept = urllib.parse.urlencode([(k, v) for k, v in query if k != "password"])
+    shown = urllib.parse.urlunsplit(
+        (parts.scheme, netloc, parts.path, kept, parts.fragment)
+    )
+    return shown, urllib.parse.unquote(password)
+
+
+def _configure(connection: psycopg.Connection[Any]) -> None:
+    """Every session setting we rely on: a server's defaults may differ."""
+    connection.execute(
+        "SET synchronous_commit = on; "
+        "SET default_transaction_isolation = 'read committed'; "
+        f"SET lock_timeout = {round(LOCK_TIMEOUT * 1000)}; "
+        "SET idle_in_transaction_session_timeout = 60000"
+    )
+
+
+def _storable(tenant_id: str) -> bool:
+    # PostgreSQL text holds neither NUL nor anything that is not UTF-8.
+    if "\x00" in tenant_id:
+        return False
+    try:
+        tenant_id.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _encode(tenant_id: str, dna: TenantDNA) -> str:
+    # ASCII JSON: any str a profile may hold round-trips, lone surrogates too.
+    return json.dumps(
+        checked_copy(tenant_id, dna).to_dict(),
+        separators=(",", ":"),
+        allow_nan=False,
+    )
+
+
+def _payload(updated: list[tuple[str, int, int]], erased: list[int]) -> str:
+    text = json.dumps(
+        {"updated": updated, "erased": erased}, separators=(",", ":")
+    )  # ASCII: its length is its size in bytes
+    return text if len(text) < MAX_PAYLOAD else STALE
+
+
+def _checked_record(tenant_id: str, record: Record) -> tuple[int, int, str]:
+    if not isinstance(record.version, int) or record.version < 1:
+        msg = (
+            f"tenant {tenant_id!r}: version: expected an int >= 1, "
+            f"got {record.version!r}"
+        )
+        raise ValueError(msg)
+    if not isinstance(record.incarnation, int) or not (
+        1 <= record.incarnation <= MAX_INCARNATION
+    ):
+        msg = (
+            f"tenant {tenant_id!r}: incarnation: expected an int in 1 .. 2**63 - 1, "
+            f"got {record.incarnation!r}"
+        )
+        raise ValueError(msg)
+    return record.version, record.incarnation, _encode(tenant_id, record.dna)
+
+
+class _Shared:
+    """What an object and its clones share: the pool, and who still uses it."""
+
+    __slots__ = ("open", "pool")
+
+    def __init__(self, pool: ConnectionPool[psycopg.Connection[Any]]) -> None:
+        self.pool = pool
+        self.open: set[object] = set()
+
+
+class PostgresStorage(Storage):
+    """Versioned profile records in a PostgreSQL database, through psycopg 3.
+
+    ``PostgresStorage("postgresql://user:password@host:5432/db")`` connects,
+    creates our tables if missing and checks them (see the module's
+    guarantees); raises :class:`StorageError` naming the URL without its
+    password if the server cannot be reached or the database is not ours.
+    Every method raises :class:`StorageError` when the server fails or is
+    unreachable, and after :meth:`close`; the next call after the server is
+    back works again, on the same object.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        connect_timeout: float = CONNECT_TIMEOUT,
+        pool_size: int = POOL_SIZE,
+    ) -> None:
+        if not connect_timeout > 0:
+            msg = f"connect_timeout: expected seconds > 0, got {connect_timeout!r}"
+            raise ValueError(msg)
+        if not isinstance(pool_size, int) or pool_size < 1:
+            msg = f"pool_size: expected an int >= 1, got {pool_size!r}"
+            raise ValueError(msg)
+        self.url = _normalised(url)
+        self.name, self._password = _redacted(self.url)
+        self.connect_timeout = connect_timeout
+        self.pool_size = pool_size
+        self._kwargs: dict[str, Any] = {
+            "autocommit": True,
+            "connect_timeout": max(2, math.ceil(connect_timeout)),
+            "fallback_application_name": "tenant-dna",
+            # A peer that vanishes without a word is noticed in ~20 s.
+            "keepalives": 1,
+            "keepalives_idle": 10,
+            "keepalives_interval": 3,
+            "keepalives_count": 3,
+        }
+        self._set_up()
+        pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
+            self.url,
+            kwargs=self._kwargs,
+            min_size=1,
+            max_size=pool_size,
+            open=False,
+            configure=_configure,
+            check=ConnectionPool.check_connection,
+            timeout=connect_timeout,
+            name="tenant-dna",
+        )
+        try:
+            pool.open(wait=False)
+        except psycopg.Error as error:
+            raise self._error("opening the connection pool", error) from error
+        self._token = object()
+        self._shared: _Shared | None = _Shared(pool)
+        self._shared.open.add(self._token)
+        self._listener: psycopg.Connection[Any] | None = None
+
+    # -- plumbing ------------------------------------------------------------
+
+    def _describe(self, error: BaseException) -> str:
+        text = " ".join(str(error).split()) or type(error).__name__
+        return text.replace(self._password, "***") if self._password else text
+
+    def _error(self, what: str, error: BaseException) -> StorageError:
+        return StorageError(f"{self.name}: {what} failed: {self._describe(error)}")
+
+    def _connect(self, timeout: float | None = None) -> psycopg.Connection[Any]:
+        kwargs = dict(self._kwargs)
+        if timeout is not None:
+            kwargs["connect_timeout"] = max(2, math.ceil(timeout))
+        connection = psycopg.connect(self.url, **kwargs)
+        try:
+            _configure(connection)
+        except BaseException:
+            connection.close()
+            raise
+        return connection
+
+    def _set_up(self) -> None:
+        """Create our tables if missing; refuse a database that is not ours."""
+        try:
+            with self._connect() as connection, connection.transaction():
+                connection.execute("SELECT pg_advisory_xact_lock(%s)", (_SETUP_LOCK,))
+                if self._schema_state(connection) == "empty":
+                    for statement in _CREATE:
+                        connection.execute(statement)
+        except psycopg.Error as error:
+            raise self._error("opening the tenant-dna tables", error) from error
+
+    def _schema_state(self, connection: psycopg.Connection[Any]) -> str:
+        """``"empty"`` or ``"ours"``; raises StorageError for anything else."""
+        names = {
+            name
+            for (name,) in connection.execute(
+                "SELECT relname FROM pg_class WHERE relname = ANY(%s) "
+                "AND relkind IN ('r', 'p', 'v', 'm', 'f') "
+                "AND pg_table_is_visible(oid)",
+                (list(_OURS),),
+            ).fetchall()
+        }
+        if not names:
+            return "empty"
+        if _SCHEMA not in names:
+            msg = (
+                f"{self.name}: holds a table named {sorted(names)[0]} that "
+                f"tenant-dna did not create (there is no {_SCHEMA} table); "
+                "refusing to touch it"
+            )
+            raise StorageError(msg)
+        rows = connection.execute(f"SELECT version FROM {_SCHEMA}").fetchall()
+        if len(rows) != 1 or not isinstance(rows[0][0], int):
+            msg = f"{self.name}: its {_SCHEMA} table is damaged ({rows!r}); refusing it"
+            raise StorageError(msg)
+        version = rows[0][0]
+        if version > SCHEMA_VERSION:
+            msg = (
+                f"{self.name}: written with tenant-dna storage schema version "
+                f"{version}; this tenant-dna reads schema version {SCHEMA_VERSION} "
+                "at most: upgrade tenant-dna to open it"
+            )
+            raise StorageError(msg)
+        missing = sorted(set(_OURS) - names)
+        if missing:
+            msg = (
+                f"{self.name}: an incomplete tenant-dna database (missing "
+                f"{', '.join(missing)}); refusing to touch it"
+            )
+            raise StorageError(msg)
+        return "ours"
+
+    def _pool(self) -> ConnectionPool[psycopg.Connection[Any]]:
+        if self._shared is None:
+            msg = f"{self.name}: this connection is closed"
+            raise StorageError(msg)
+        return self._shared.pool
+
+    @contextlib.contextmanager
+    def _connection(self, what: str) -> Iterator[psycopg.Connection[Any]]:
+        """A checked connection from the pool; psycopg errors become StorageError."""
+        pool = self._pool()
+        try:
+            with pool.connection(timeout=self.connect_timeout) as connection:
+                yield connection
+        except psycopg.Error as error:
+            raise self._error(what, self._explained(error)) from error
+
+    def _explained(self, error: psycopg.Error) -> BaseException:
+        """For a pool timeout: why no connection came, from one direct attempt."""
+        if not isinstance(error, psycopg.errors.OperationalError) or (
+            "couldn't get a connection" not in str(error)
+        ):
+            return error
+        try:
+            self._connect().close()
+        except psycopg.Error as cause:
+            return cause
+        return RuntimeError(
+            f"{error}: every one of the {self.pool_size} pooled connections stayed busy"
+        )
+
+    def _read(
+        self, what: str, sql: str, parameters: Sequence[Any] | Mapping[str, Any] = ()
+    ) -> list[Row]:
+        with self._connection(what) as connection:
+            return connection.execute(sql, parameters).fetchall()
+
+    def _record(
+        self, tenant_id: str, version: Any, incarnation: Any, text: Any
+    ) -> Record:
+        try:
+            if not isinstance(version, int) or version < 1:
+                msg = f"version: expected an int >= 1, got {version!r}"
+                raise ValueError(msg)
+            if not isinstance(incarnation, int) or not (
+                1 <= incarnation <= MAX_INCARNATION
+            ):
+                msg = (
+                    "incarnation: expected an int in 1 .. 2**63 - 1, "
+                    f"got {incarnation!r}"
+                )
+                raise ValueError(msg)
+            if not isinstance(text, str):
+                msg = f"dna: expected JSON text, got {type(text).__name__}"
+                raise ValueError(msg)
+            dna = TenantDNA.from_dict(json.loads(text))
+        except (ValueError, TypeError, RecursionError) as error:
+            msg = (
+                f"{self.name}: the stored profile of tenant {tenant_id!r} is "
+                f"invalid: {error}"
+            )
+            raise StorageError(msg) from error
+        return Record(dna, version, incarnation)
+
+    def _check_ids(self, tenant_ids: Iterable[str]) -> None:
+        for tenant_id in tenant_ids:
+            if not _storable(tenant_id):
+                msg = (
+                    f"{self.name}: tenant id {tenant_id!r} cannot be stored: "
+                    "PostgreSQL text holds only UTF-8 without NUL"
+                )
+                raise StorageError(msg)
+
+    # -- the interface -------------------------------------------------------
+
+    def load(self, tenant_id: str) -> Record | None:
+        """The tenant's record, or ``None``; one short read."""
+        self._pool()
+        if not _storable(tenant_id):
+            return None  # no such id can have been stored
+        rows = self._read(
+            f"loading tenant {tenant_id!r}",
+            f"SELECT version, incarnation, dna FROM {_PROFILES} WHERE tenant_id = %s",
+            (tenant_id,),
+        )
+        return self._record(tenant_id, *rows[0]) if rows else None
+
+    def commit(self, changes: Sequence[Change]) -> list[Outcome]:
+        """Apply ``changes`` in one transaction, as :meth:`Storage.commit` says.
+
+        Profiles are validated and encoded before the server is asked
+        (``dna.InvalidDNA`` naming the tenant, nothing written). The rows are
+        locked in tenant-id order; a commit that meets one created meanwhile
+        by another process starts over. Raises :class:`StorageError` if the
+        transaction fails (nothing written) or its fate cannot be learnt.
+        """
+        self._pool()
+        self._check_ids(change.tenant_id for change in changes)
+        texts = [
+            None if change.dna is None else _encode(change.tenant_id, change.dna)
+            for change in changes
+        ]
+        if not changes:
+            return []
+        what = f"the commit of {len(changes)} change(s)"
+        for _ in range(_RETRIES):
+            try:
+                with self._connection(f"{what}, nothing was written") as connection:
+                    return self._commit_once(connection, changes, texts)
+            except _Raced:
+                continue
+            except _CommitLost as lost:
+                return self._settle(what, lost)
+            except StorageError as error:
+                cause = error.__cause__
+                if isinstance(
+                    cause,
+                    psycopg.errors.DeadlockDetected
+                    | psycopg.errors.SerializationFailure,
+                ):
+                    continue
+                raise
+        msg = (
+            f"{self.name}: {what} failed, nothing was written: other "
+            f"transactions kept creating its tenants ({_RETRIES} attempts)"
+        )
+        raise StorageError(msg)
+
+    def _commit_once(
+        self,
+        connection: psycopg.Connection[Any],
+        changes: Sequence[Change],
+        texts: list[str | None],
+    ) -> list[Outcome]:
+        tenant_ids = sorted({change.tenant_id for change in changes})
+        xid = ""
+        committing = False
+        try:
+            with connection.transaction():
+                rows = connection.execute(
+                    f"SELECT tenant_id, version, incarnation, dna FROM {_PROFILES} "
+                    "WHERE tenant_id = ANY(%s::text[]) ORDER BY tenant_id FOR UPDATE",
+                    (tenant_ids,),
+                ).fetchall()
+                initial: dict[str, _Stored] = {
+                    row[0]: (row[1], row[2], row[3]) for row in rows
+                }
+                current: dict[str, _Stored | None] = {
+                    tenant_id: initial.get(tenant_id) for tenant_id in tenant_ids
+                }
+                outcomes, erased = self._apply(changes, texts, current)
+                wrote = self._write(connection, tenant_ids, initial, current, erased)
+                if wrote:
+                    updated = [
+                        (tenant_id, stored[0], stored[1])
+                        for tenant_id, stored in current.items()
+                        if stored is not None and stored is not initial.get(tenant_id)
+                    ]
+                    (xid,) = connection.execute(
+                        "SELECT pg_current_xact_id()::text FROM pg_notify(%s, %s)",
+                        (CHANNEL, _payload(updated, erased)),
+                    ).fetchall()[0]
+                committing = True
+        except psycopg.OperationalError as error:
+            if committing and xid and connection.broken:
+                raise _CommitLost(xid, outcomes, error) from error
+            raise
+        return outcomes
+
+    def _apply(
+        self,
+        changes: Sequence[Change],
+        texts: list[str | None],
+        current: dict[str, _Stored | None],
+    ) -> tuple[list[Outcome], list[int]]:
+        """Each change against the result of the one before; ``current`` updated."""
+        outcomes: list[Outcome] = []
+        erased: list[int] = []
+        for change, text in zip(changes, texts, strict=True):
+            tenant_id = change.tenant_id
+            stored = current[tenant_id]
+            base = (change.base_version, change.base_incarnation)
+            if not change.force and base != (
+                (0, 0) if stored is None else (stored[0], stored[1])
+            ):
+                record = None if stored is None else self._record(tenant_id, *stored)
+                outcomes.append(Conflict(record))
+                continue
+            if text is None:
+                if stored is not None:
+                    erased.append(stored[1])
+                current[tenant_id] = None
+                outcomes.append(Committed(0, 0))
+                continue
+            if stored is None:
+                version, incarnation = 1, new_incarnation()
+            else:
+                version, incarnation = stored[0] + 1, stored[1]
+            current[tenant_id] = (version, incarnation, text)
+            outcomes.append(Committed(version, incarnation))
+        return outcomes, erased
+
+    @staticmethod
+    def _write(
+        connection: psycopg.Connection[Any],
+        tenant_ids: list[str],
+        initial: dict[str, _Stored],
+        current: dict[str, _Stored | None],
+        erased: list[int],
+    ) -> bool:
+        """Write the net result; raises _Raced if a tenant was created meanwhile."""
+        updates: list[tuple[str, _Stored, _Stored]] = []
+        inserts: list[tuple[str, _Stored]] = []
+        deletes: list[str] = []
+        for tenant_id in tenant_ids:  # sorted: rows are taken in one order
+            before, after = initial.get(tenant_id), current[tenant_id]
+            if after is before:
+                continue
+            if after is None:
+                deletes.append(tenant_id)
+            elif before is None:
+                inserts.append((tenant_id, after))
+            else:
+                updates.append((tenant_id, before, after))
+        if inserts:
+            created = connection.execute(
+                f"INSERT INTO {_PROFILES} (tenant_id, version, incarnation, xid, dna) "
+                f"SELECT u.tenant_id, u.version, u.incarnation, {_XID}, u.dna "
+                "FROM unnest(%s::text[], %s::bigint[], %s::bigint[], %s::text[]) "
+                "WITH ORDINALITY AS u(tenant_id, version, incarnation, dna, n) "
+                "ORDER BY u.n ON CONFLICT (tenant_id) DO NOTHING RETURNING tenant_id",
+                (
+                    [tenant_id for tenant_id, _ in inserts],
+                    [stored[0] for _, stored in inserts],
+                    [stored[1] for _, stored in inserts],
+                    [stored[2] for _, stored in inserts],
+                ),
+            ).fetchall()
+            if len(created) != len(inserts):
+                raise _Raced
+        if updates:
+            cursor = connection.execute(
+                f"UPDATE {_PROFILES} AS p SET version = u.new_version, "
+                f"incarnation = u.new_incarnation, dna = u.dna, xid = {_XID} "
+                "FROM unnest(%s::text[], %s::bigint[], %s::bigint[], %s::bigint[], "
+                "%s::bigint[], %s::text[]) AS u(tenant_id, version, incarnation, "
+                "new_version, new_incarnation, dna) "
+                "WHERE p.tenant_id = u.tenant_id AND p.version = u.version "
+                "AND p.incarnation = u.incarnation",
+                (
+                    [tenant_id for tenant_id, _, _ in updates],
+                    [before[0] for _, before, _ in updates],
+                    [before[1] for _, before, _ in updates],
+                    [after[0] for _, _, after in updates],
+                    [after[1] for _, _, after in updates],
+                    [after[2] for _, _, after in updates],
+                ),
+            )
+            if cursor.rowcount != len(updates):  # pragma: no cover - rows are locked
+                msg = "a locked row changed under its lock"
+                raise psycopg.errors.SerializationFailure(msg)
+        if deletes:
+            connection.execute(
+                f"DELETE FROM {_PROFILES} WHERE tenant_id = ANY(%s::text[])",
+                (deletes,),
+            )
+        if erased:
+            connection.execute(
+                f"INSERT INTO {_ERASURES} (xid, incarnation) "
+                f"SELECT {_XID}, unnest(%s::bigint[])",
+                (erased,),
+            )
+            PostgresStorage._prune(connection)
+        return bool(updates or inserts or deletes or erased)
+
+    @staticmethod
+    def _prune(connection: psycopg.Connection[Any]) -> None:
+        # One pruner at a time, and nobody waits: a commit that finds another
+        # one at work skips, and a later commit prunes. The floor rises in the
+        # same transaction as the entries go, so no snapshot sees one without
+        # the other.
+        ((free,),) = connection.execute(
+            "SELECT pg_try_advisory_xact_lock(%s)", (_PRUNE_LOCK,)
+        ).fetchall()
+        if not free:
+            return
+        connection.execute(
+            f"WITH gone AS (DELETE FROM {_ERASURES} WHERE id <= "
+            f"(SELECT max(id) FROM {_ERASURES}) - %s RETURNING xid) "
+            f"UPDATE {_META} SET value = greatest(value, "
+            "(SELECT max(xid) + 1 FROM gone)) "
+            "WHERE key = 'erasure_floor' AND EXISTS (SELECT FROM gone)",
+            (ERASURE_LOG,),
+        )
+
+    def _settle(self, what: str, lost: _CommitLost) -> list[Outcome]:
+        """Whether a commit whose reply was lost was written, from the server."""
+        deadline = time.monotonic() + self.connect_timeout
+        status: str | None = None
+        while True:
+            try:
+                with self._connection("looking up a lost commit") as connection:
+                    ((status,),) = connection.execute(
+                        "SELECT pg_xact_status(%s::xid8)", (lost.xid,)
+                    ).fetchall()
+            except StorageError:
+                status = None
+            if status == "committed":
+                return lost.outcomes
+            if status == "aborted":
+                msg = (
+                    f"{self.name}: {what} failed, nothing was written: the "
+                    f"connection was lost during COMMIT "
+                    f"({self._describe(lost.error)}) and the server rolled it back"
+                )
+                raise StorageError(msg) from lost.error
+            if time.monotonic() >= deadline:
+                break
+            time.sleep(0.05)
+        msg = (
+            f"{self.name}: {what} failed: the connection was lost during COMMIT "
+            f"({self._describe(lost.error)}) and the server could not say within "
+            f"{self.connect_timeout} s whether transaction {lost.xid} was written "
+            f"(last status: {status})"
+        )
+        raise StorageError(msg) from lost.error
+
+    def tenants(self) -> list[str]:
+        """Every stored tenant id, sorted by code point; one read."""
+        rows = self._read(
+            "listing tenants", f"SELECT tenant_id FROM {_PROFILES} ORDER BY tenant_id"
+        )
+        return [tenant_id for (tenant_id,) in rows]
+
+    def count(self) -> int:
+        """How many tenants are stored (``count(*)``: no counter row to contend on)."""
+        rows = self._read("counting tenants", f"SELECT count(*) FROM {_PROFILES}")
+        count: int = rows[0][0]
+        return count
+
+    def _batches(self, batch: int) -> Iterator[Row]:
+        after: str | None = None
+        while True:
+            if after is None:
+                rows = self._read(
+                    "scanning",
+                    f"SELECT tenant_id, version, incarnation, dna FROM {_PROFILES} "
+                    "ORDER BY tenant_id LIMIT %s",
+                    (batch,),
+                )
+            else:
+                rows = self._read(
+                    "scanning",
+                    f"SELECT tenant_id, version, incarnation, dna FROM {_PROFILES} "
+                    "WHERE tenant_id > %s ORDER BY tenant_id LIMIT %s",
+                    (after, batch),
+                )
+            yield from rows
+            if len(rows) < batch:
+                return
+            after = rows[-1][0]
+
+    def scan(self, batch: int = 1000) -> Iterator[tuple[str, Record]]:
+        """Every ``(tenant_id, record)`` by tenant id, reading ``batch`` rows a read.
+
+        Each read borrows a connection for one statement: a scan holds no
+        connection or snapshot between batches, and may see a tenant written
+        meanwhile in either state. Raises ``ValueError`` if ``batch < 1``.
+        """
+        if batch < 1:
+            msg = f"batch: expected a positive int, got {batch!r}"
+            raise ValueError(msg)
+        self._pool()
+        for row in self._batches(batch):
+            yield row[0], self._record(*row)
+
+    def restore(self, records: Sequence[tuple[str, Record]]) -> None:
+        """Write records exactly as given in one transaction, overwriting.
+
+        Raises ``ValueError`` for a version below 1 or an incarnation outside
+        ``1 .. 2**63 - 1`` and ``dna.InvalidDNA`` for an invalid profile, each
+        naming the tenant; then nothing is written. A tenant given twice
+        takes its last record.
+        """
+        self._pool()
+        self._check_ids(tenant_id for tenant_id, _ in records)
+        rows = {
+            tenant_id: _checked_record(tenant_id, record)
+            for tenant_id, record in records
+        }
+        if not rows:
+            return
+        ordered = sorted(rows.items())
+        payload = _payload(
+            [(tenant_id, stored[0], stored[1]) for tenant_id, stored in ordered], []
+        )
+        with (
+            self._connection(
+                f"restoring {len(rows)} record(s), nothing was written"
+            ) as connection,
+            connection.transaction(),
+        ):
+            connection.execute(
+                f"INSERT INTO {_PROFILES} (tenant_id, version, incarnation, xid, dna) "
+                f"SELECT u.tenant_id, u.version, u.incarnation, {_XID}, u.dna "
+                "FROM unnest(%s::text[], %s::bigint[], %s::bigint[], %s::text[]) "
+                "WITH ORDINALITY AS u(tenant_id, version, incarnation, dna, n) "
+                "ORDER BY u.n ON CONFLICT (tenant_id) DO UPDATE SET "
+                "version = excluded.version, incarnation = excluded.incarnation, "
+                "xid = excluded.xid, dna = excluded.dna",
+                (
+                    [tenant_id for tenant_id, _ in ordered],
+                    [stored[0] for _, stored in ordered],
+                    [stored[1] for _, stored in ordered],
+                    [stored[2] for _, stored in ordered],
+                ),
+            )
+            connection.execute("SELECT pg_notify(%s, %s)", (CHANNEL, payload))
+
+    def cursor(self) -> int:
+        """The oldest transaction still running: every one before it has ended."""
+        rows = self._read(
+            "reading the commit position",
+            "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint",
+        )
+        cursor: int = rows[0][0]
+        return cursor
+
+    def changes_since(self, cursor: int) -> Changes:
+        """What any connection, on any machine, committed after ``cursor``.
+
+        One statement, so one snapshot; the cost grows with the changes since
+        the cursor (and with any long transaction running meanwhile), not with
+        the tenants stored.
+        """
+        rows = self._read(
+            "reading changes",
+            "SELECT 0 AS kind, NULL::text, "
+            "pg_snapshot_xmin(s)::text::bigint, pg_snapshot_xmax(s)::text::bigint, "
+            f"(SELECT value FROM {_META} WHERE key = 'erasure_floor'), 0::bigint "
+            "FROM pg_current_snapshot() AS s "
+            "UNION ALL "
+            "SELECT 1, tenant_id, version, incarnation, NULL, 0 "
+            f"FROM {_PROFILES} WHERE xid >= %(cursor)s "
+            "UNION ALL "
+            f"SELECT 2, NULL, incarnation, NULL, NULL, id FROM {_ERASURES} "
+            "WHERE xid >= %(cursor)s "
+            "ORDER BY 1, 6",
+            {"cursor": cursor},
+        )
+        _, _, now, horizon, floor, _ = rows[0]
+        return Changes(
+            int(now),
+            [(str(t), int(v), int(i)) for kind, t, v, i, _, _ in rows if kind == 1],
+            [int(incarnation) for kind, _, incarnation, *_ in rows if kind == 2],
+            # A cursor past the transactions begun comes from another server,
+            # or from before this database was restored from a copy.
+            int(floor) <= cursor <= int(horizon),
+        )
+
+    def check(self) -> list[str]:
+        """Our tables and every stored row read back; problems, one line each."""
+        problems: list[str] = []
+        try:
+            with self._connection("the integrity check") as connection:
+                self._schema_state(connection)
+            for row in self._batches(1000):
+                try:
+                    self._record(*row)
+                except StorageError as error:
+                    problems.append(str(error))
+        except StorageError as error:
+            return [*problems, str(error)]
+        return problems
+
+    def clone(self) -> PostgresStorage:
+        """Another handle on the same pool, for another thread (no new connection)."""
+        self._pool()
+        shared = self._shared
+        assert shared is not None
+        clone = PostgresStorage.__new__(PostgresStorage)
+        clone.url = self.url
+        clone.name = self.name
+        clone._password = self._password
+        clone.connect_timeout = self.connect_timeout
+        clone.pool_size = self.pool_size
+        clone._kwargs = self._kwargs
+        clone._shared = shared
+        clone._listener = None
+        clone._token = object()
+        shared.open.add(clone._token)
+        return clone
+
+    def wait_for_commit(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` s for a commit by anyone: ``True`` if one came.
+
+        Listens on a connection of its own, opened by the first call, which
+        returns ``True`` at once: nothing was heard before, so anything may
+        have changed. Later calls return ``True`` as soon as a commit is
+        announced (every announcement already received is consumed), ``False``
+        after ``timeout`` without one. A lost connection is reopened, and the
+        call that reopens it returns ``True``: announcements sent meanwhile
+        are lost for good. While the server cannot be reached the call waits
+        out its timeout and returns ``False``. Raises ``ValueError`` for a
+        negative timeout, :class:`StorageError` after :meth:`close`.
+        """
+        if not timeout >= 0:
+            msg = f"timeout: expected seconds >= 0, got {timeout!r}"
+            raise ValueError(msg)
+        self._pool()
+        deadline = time.monotonic() + timeout
+        listener = self._listener
+        if listener is not None:
+            try:
+                heard = list(listener.notifies(timeout=timeout, stop_after=1))
+                if heard:
+                    # Announcements that came together are one wake-up.
+                    for _ in listener.notifies(timeout=0.0):
+                        pass
+                    return True
+                if not listener.broken:
+                    return False
+            except psycopg.Error:
+                pass
+            self._close_listener()
+        while True:
+            remaining = deadline - time.monotonic()
+            try:
+                listener = self._connect(timeout=max(remaining, 0.0))
+            except psycopg.Error:
+                listener = None
+            if listener is not None:
+                try:
+                    listener.execute(f"LISTEN {CHANNEL}")
+                except psycopg.Error:
+                    with contextlib.suppress(psycopg.Error):
+                        listener.close()
+                    listener = None
+            if listener is None:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                time.sleep(min(0.1, remaining))
+                continue
+            self._listener = listener
+            return True
+
+    def _close_listener(self) -> None:
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            with contextlib.suppress(psycopg.Error):
+                listener.close()
+
+    def close(self) -> None:
+        """Close this handle (and its listener); idempotent.
+
+        The pool closes with the last of the object and its clones. Never
+        raises for the server's own failures.
+        """
+        shared, self._shared = self._shared, None
+        self._close_listener()
+        if shared is None:
+            return
+        shared.open.discard(self._token)
+        if not shared.open:
+            with contextlib.suppress(psycopg.Error):
+                shared.pool.close()
