@@ -1,0 +1,541 @@
+"""PostgreSQL storage: the whole shared suite, then PostgreSQL's own promises.
+
+Every test of ``tests/test_storage.py`` that takes the ``backend`` fixture runs
+here against a real server, through this module's ``backend``. Without a
+server the module is skipped (failed in CI): see ``tests/postgres.py``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+import storage.postgres
+import tests.test_storage as shared
+from dna import TenantDNA
+from storage import (
+    Change,
+    Committed,
+    Conflict,
+    MemoryStorage,
+    PostgresStorage,
+    StorageError,
+    open_storage,
+)
+from tests.postgres import (
+    TIMEOUT,
+    child,
+    pg_ctl,
+    postgres_storage,
+    postgres_url,
+    reset,
+)
+from tests.test_storage import create, erase, profile, write
+
+ROOT = Path(__file__).resolve().parent.parent
+__all__ = ["postgres_storage", "postgres_url"]  # fixtures, used by name
+
+# -- the shared suite ----------------------------------------------------------
+
+SHARED_TESTS = {
+    name: test
+    for name, test in vars(shared).items()
+    if name.startswith("test_")
+    and callable(test)
+    and "backend" in inspect.signature(test).parameters
+}
+globals().update(SHARED_TESTS)
+
+
+@pytest.fixture
+def backend(postgres_storage: PostgresStorage) -> PostgresStorage:
+    """The shared suite's storage: PostgreSQL, on empty tables."""
+    return postgres_storage
+
+
+def test_a_cursor_older_than_the_erasure_log_is_incomplete(
+    backend: PostgresStorage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(storage.postgres, "ERASURE_LOG", 3)
+    shared.test_a_cursor_older_than_the_erasure_log_is_incomplete(backend, monkeypatch)
+
+
+def test_the_shared_suite_is_all_here() -> None:
+    assert len(SHARED_TESTS) >= 25
+    assert all(globals()[name] is not None for name in SHARED_TESTS)
+
+
+# -- opening -------------------------------------------------------------------
+
+
+def _raw(url: str) -> psycopg.Connection[Any]:
+    return psycopg.connect(url, autocommit=True, connect_timeout=10)
+
+
+def test_open_storage_gives_postgres_named_without_the_password(
+    postgres_url: str,
+) -> None:
+    reset(postgres_url)
+    password = psycopg.conninfo.conninfo_to_dict(postgres_url).get("password")
+    for url in (postgres_url, postgres_url.replace("postgresql", "postgresql+psycopg")):
+        opened = open_storage(url)
+        try:
+            assert isinstance(opened, PostgresStorage)
+            assert opened.name.startswith("postgresql://")
+            assert not password or str(password) not in opened.name
+        finally:
+            opened.close()
+
+
+def test_an_unreachable_server_is_a_storage_error_naming_the_url_not_the_password() -> (
+    None
+):
+    url = "postgresql://someone:hunter2-secret@127.0.0.1:1/profiles"
+    with pytest.raises(StorageError, match=r"postgresql://someone@127\.0\.0\.1:1/"):
+        open_storage(url)
+    with pytest.raises(StorageError) as raised:
+        PostgresStorage(url + "?password=hunter2-secret", connect_timeout=1.0)
+    assert "hunter2-secret" not in str(raised.value)
+
+
+def test_the_tables_are_created_once_by_processes_starting_together(
+    postgres_url: str,
+) -> None:
+    reset(postgres_url)
+    opened: list[PostgresStorage] = []
+    errors: list[BaseException] = []
+
+    def start() -> None:
+        try:
+            opened.append(PostgresStorage(postgres_url))
+        except BaseException as error:
+            errors.append(error)
+
+    starters = [threading.Thread(target=start) for _ in range(6)]
+    for starter in starters:
+        starter.start()
+    for starter in starters:
+        starter.join(timeout=TIMEOUT)
+    try:
+        assert errors == []
+        assert len(opened) == 6
+        create(opened[0], "acme")
+        assert all(each.tenants() == ["acme"] for each in opened)
+    finally:
+        for each in opened:
+            each.close()
+
+
+def test_a_database_of_a_newer_schema_is_refused_naming_both_versions(
+    postgres_storage: PostgresStorage, postgres_url: str
+) -> None:
+    create(postgres_storage, "acme")
+    with _raw(postgres_url) as raw:
+        raw.execute("UPDATE tenant_dna_schema SET version = 7")
+    with pytest.raises(StorageError, match=r"version 7.*version 1") as raised:
+        PostgresStorage(postgres_url)
+    assert postgres_storage.name in str(raised.value)
+    with _raw(postgres_url) as raw:
+        assert raw.execute("SELECT version FROM tenant_dna_schema").fetchall() == [(7,)]
+
+
+def test_a_table_named_like_ours_that_is_not_ours_is_refused_and_left_alone(
+    postgres_url: str,
+) -> None:
+    reset(postgres_url)
+    with _raw(postgres_url) as raw:
+        raw.execute("CREATE TABLE tenant_dna_profiles (id int)")
+        raw.execute("INSERT INTO tenant_dna_profiles VALUES (42)")
+    with pytest.raises(StorageError, match=r"tenant_dna_profiles.*did not create"):
+        PostgresStorage(postgres_url)
+    with _raw(postgres_url) as raw:
+        assert raw.execute("SELECT * FROM tenant_dna_profiles").fetchall() == [(42,)]
+        assert raw.execute("SELECT to_regclass('tenant_dna_schema')").fetchone() == (
+            None,
+        )
+
+
+def test_other_tables_of_the_database_are_left_alone(postgres_url: str) -> None:
+    reset(postgres_url)
+    with _raw(postgres_url) as raw:
+        raw.execute("CREATE TABLE invoices (id int)")
+    opened = PostgresStorage(postgres_url)
+    try:
+        create(opened, "acme")
+        assert opened.check() == []
+    finally:
+        opened.close()
+
+
+def test_a_damaged_stored_profile_is_reported_naming_the_tenant(
+    postgres_storage: PostgresStorage, postgres_url: str
+) -> None:
+    create(postgres_storage, "acme")
+    create(postgres_storage, "globex")
+    with _raw(postgres_url) as raw:
+        raw.execute(
+            "UPDATE tenant_dna_profiles SET dna = '{\"peak_hours\": [99]}' "
+            "WHERE tenant_id = 'acme'"
+        )
+    with pytest.raises(StorageError, match=r"'acme'.*peak_hours"):
+        postgres_storage.load("acme")
+    assert postgres_storage.load("globex") is not None
+    (problem,) = postgres_storage.check()
+    assert "'acme'" in problem
+
+
+def test_tenant_ids_postgresql_cannot_hold_are_refused_naming_them(
+    backend: PostgresStorage,
+) -> None:
+    for tenant_id in ("nul\x00inside", "lone\udc80surrogate"):
+        assert backend.load(tenant_id) is None
+        with pytest.raises(StorageError, match="cannot be stored"):
+            backend.commit([Change(tenant_id, profile(), 0, 0)])
+    assert backend.count() == 0
+
+
+# -- erasure -------------------------------------------------------------------
+
+
+def test_erasure_leaves_no_row_and_the_log_keeps_no_tenant_id(
+    postgres_storage: PostgresStorage, postgres_url: str
+) -> None:
+    secret = "tenant-to-forget-wqzx"
+    old = create(
+        postgres_storage, secret, profile(common_intents=[f"intent-of-{secret}"])
+    )
+    create(postgres_storage, "kept")
+    erase(postgres_storage, secret)
+    with _raw(postgres_url) as raw:
+        tables = [
+            name
+            for (name,) in raw.execute(
+                "SELECT relname FROM pg_class WHERE relkind = 'r' "
+                "AND relnamespace = 'public'::regnamespace"
+            ).fetchall()
+        ]
+        assert "tenant_dna_profiles" in tables
+        for table in tables:
+            rows = raw.execute(f"SELECT t::text FROM {table} AS t").fetchall()
+            assert not any(secret in text for (text,) in rows), table
+        assert raw.execute(
+            "SELECT incarnation FROM tenant_dna_erasures"
+        ).fetchall() == [(old.incarnation,)]
+
+
+# -- NOTIFY ----------------------------------------------------------------------
+
+
+def test_a_commit_wakes_wait_for_commit_on_another_connection(
+    backend: PostgresStorage,
+) -> None:
+    listener = backend.clone()
+    try:
+        assert listener.wait_for_commit(0.0)  # first call: listening from now on
+        started = time.monotonic()
+        assert not listener.wait_for_commit(0.2)
+        assert time.monotonic() - started >= 0.19
+        woke: list[float] = []
+        waiter = threading.Thread(
+            target=lambda: (
+                woke.append(time.monotonic())
+                if listener.wait_for_commit(TIMEOUT)
+                else None
+            )
+        )
+        waiter.start()
+        time.sleep(0.1)  # the waiter is in wait_for_commit
+        create(backend, "acme")
+        committed = time.monotonic()
+        waiter.join(timeout=TIMEOUT)
+        assert woke, "no notification within the timeout"
+        assert woke[0] - committed < 1.0
+        # Several commits before the next call: one wake-up, then quiet.
+        for step in range(1, 4):
+            write(backend, "acme", profile(step))
+        time.sleep(0.2)
+        assert listener.wait_for_commit(TIMEOUT)
+        assert not listener.wait_for_commit(0.1)
+    finally:
+        listener.close()
+
+
+def test_a_commit_that_writes_nothing_announces_nothing(
+    backend: PostgresStorage,
+) -> None:
+    listener = backend.clone()
+    try:
+        assert listener.wait_for_commit(0.0)
+        assert backend.commit([Change("acme", profile(), 3, 3)]) == [Conflict(None)]
+        erase(backend, "absent")
+        assert not listener.wait_for_commit(0.3)
+    finally:
+        listener.close()
+
+
+def _notifications(url: str) -> psycopg.Connection[Any]:
+    raw = _raw(url)
+    raw.execute(f"LISTEN {storage.postgres.CHANNEL}")
+    return raw
+
+
+def _next_payload(raw: psycopg.Connection[Any]) -> str:
+    (notify,) = list(raw.notifies(timeout=TIMEOUT, stop_after=1))
+    return notify.payload
+
+
+def test_the_payload_names_tenants_versions_and_erased_incarnations(
+    postgres_storage: PostgresStorage, postgres_url: str
+) -> None:
+    with _notifications(postgres_url) as raw:
+        first = create(postgres_storage, "acme")
+        assert json.loads(_next_payload(raw)) == {
+            "updated": [["acme", 1, first.incarnation]],
+            "erased": [],
+        }
+        erase(postgres_storage, "acme")
+        assert json.loads(_next_payload(raw)) == {
+            "updated": [],
+            "erased": [first.incarnation],
+        }
+        names = [f"tenant-with-a-rather-long-name-{n:04d}" for n in range(300)]
+        postgres_storage.commit([Change(name, profile(), 0, 0) for name in names])
+        assert _next_payload(raw) == storage.postgres.STALE
+
+
+def test_another_process_commit_wakes_the_listener(
+    backend: PostgresStorage, postgres_url: str
+) -> None:
+    backend.commit([Change(f"tenant-{n}", profile(), 0, 0) for n in range(2)])
+    listener = backend.clone()
+    try:
+        assert listener.wait_for_commit(0.0)
+        cursor = listener.cursor()
+        result = subprocess.run(
+            child("increment", postgres_url, "2", "1", "1", "0"),
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=TIMEOUT,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr
+        assert listener.wait_for_commit(TIMEOUT)
+        changes = listener.changes_since(cursor)
+        assert [(t, v) for t, v, _ in changes.updated] == [("tenant-0", 2)]
+    finally:
+        listener.close()
+
+
+# -- failures --------------------------------------------------------------------
+
+
+def test_a_commit_whose_connection_is_killed_fails_whole_and_the_next_succeeds(
+    postgres_storage: PostgresStorage, postgres_url: str
+) -> None:
+    acme = create(postgres_storage, "acme", profile(1))
+    results: list[object] = []
+    with _raw(postgres_url) as holder:
+        holder.execute("BEGIN")
+        holder.execute(
+            "SELECT * FROM tenant_dna_profiles WHERE tenant_id = 'acme' FOR UPDATE"
+        )
+
+        def commit() -> None:
+            try:
+                results.append(
+                    postgres_storage.commit(
+                        [
+                            Change("globex", profile(2), 0, 0),
+                            Change("acme", profile(2), 1, acme.incarnation),
+                        ]
+                    )
+                )
+            except StorageError as error:
+                results.append(error)
+
+        committer = threading.Thread(target=commit)
+        committer.start()
+        deadline = time.monotonic() + TIMEOUT
+        waiting: list[tuple[int]] = []
+        while not waiting:
+            assert time.monotonic() < deadline, "the commit never waited for the lock"
+            waiting = holder.execute(
+                "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                "AND datname = current_database()"
+            ).fetchall()
+            time.sleep(0.01)
+        holder.execute("SELECT pg_terminate_backend(%s)", waiting[0])
+        committer.join(timeout=TIMEOUT)
+        holder.execute("ROLLBACK")
+    (error,) = results
+    assert isinstance(error, StorageError)
+    assert "nothing was written" in str(error)
+    assert postgres_storage.name in str(error)
+    assert postgres_storage.load("globex") is None
+    assert write(postgres_storage, "acme", profile(3)) == Committed(2, acme.incarnation)
+
+
+def test_a_commit_whose_reply_was_lost_is_settled_by_the_server(
+    postgres_storage: PostgresStorage, postgres_url: str
+) -> None:
+    outcomes: list[Any] = [Committed(1, 5)]
+    with _raw(postgres_url) as raw:
+        with raw.transaction():
+            raw.execute("CREATE TEMP TABLE t (x int)")
+            ((kept,),) = raw.execute("SELECT pg_current_xact_id()::text").fetchall()
+        raw.execute("BEGIN")
+        raw.execute("CREATE TEMP TABLE u (x int)")
+        ((dropped,),) = raw.execute("SELECT pg_current_xact_id()::text").fetchall()
+        raw.execute("ROLLBACK")
+    lost = storage.postgres._CommitLost(kept, outcomes, OSError("reply lost"))
+    assert postgres_storage._settle("the commit", lost) == outcomes
+    lost = storage.postgres._CommitLost(dropped, outcomes, OSError("reply lost"))
+    with pytest.raises(StorageError, match="rolled it back"):
+        postgres_storage._settle("the commit", lost)
+
+
+def _until(predicate: Callable[[], bool], what: str) -> float:
+    started = time.monotonic()
+    while not predicate():
+        assert time.monotonic() - started < TIMEOUT, what
+        time.sleep(0.02)
+    return time.monotonic() - started
+
+
+def test_a_server_restart_loses_no_commit_and_the_same_objects_work_again(
+    postgres_url: str,
+) -> None:
+    reset(postgres_url)
+    opened = PostgresStorage(postgres_url, connect_timeout=1.0)
+    listener = opened.clone()
+    try:
+        assert listener.wait_for_commit(0.0)
+        acked = {}
+        for n in range(20):
+            (outcome,) = opened.commit([Change(f"tenant-{n}", profile(n), 0, 0)])
+            assert isinstance(outcome, Committed)
+            acked[f"tenant-{n}"] = outcome
+        pg_ctl("stop", "-m", "fast")
+        try:
+            with pytest.raises(StorageError) as raised:
+                opened.commit([Change("while-down", profile(), 0, 0)])
+            assert opened.name in str(raised.value)
+            assert not listener.wait_for_commit(0.2)
+        finally:
+            pg_ctl("start")
+        started = time.monotonic()
+
+        def works() -> bool:
+            try:
+                opened.commit([Change("after", profile(), 0, 0, force=True)])
+            except StorageError:
+                return False
+            return True
+
+        _until(works, "the storage never reconnected")
+        reconnected = time.monotonic() - started
+        assert reconnected < 10.0
+        assert _until(lambda: listener.wait_for_commit(0.5), "no listener") < TIMEOUT
+        for tenant_id, outcome in acked.items():
+            record = opened.load(tenant_id)
+            assert record is not None
+            assert (record.version, record.incarnation) == (1, outcome.incarnation)
+        assert opened.load("while-down") is None
+        create(opened, "later")
+        assert listener.wait_for_commit(TIMEOUT)
+    finally:
+        listener.close()
+        opened.close()
+
+
+# -- many processes ----------------------------------------------------------------
+
+
+def test_processes_and_threads_updating_shared_tenants_lose_nothing(
+    backend: PostgresStorage, postgres_url: str
+) -> None:
+    tenants, processes, threads, times = 10, 4, 2, 40
+    created = backend.commit(
+        [
+            Change(
+                f"tenant-{n}", TenantDNA(avg_tokens_per_task=0, last_updated=1.0), 0, 0
+            )
+            for n in range(tenants)
+        ]
+    )
+    listener = backend.clone()
+    children: list[subprocess.Popen[str]] = []
+    try:
+        assert listener.wait_for_commit(0.0)
+        cursor = listener.cursor()
+        children = [
+            subprocess.Popen(
+                child(
+                    "increment",
+                    postgres_url,
+                    str(tenants),
+                    str(times),
+                    str(threads),
+                    str(p * threads),
+                ),
+                cwd=ROOT,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for p in range(processes)
+        ]
+        reports = []
+        for process in children:
+            stdout, stderr = process.communicate(timeout=TIMEOUT)
+            assert process.returncode == 0, stderr
+            reports.append(json.loads(stdout))
+        assert listener.wait_for_commit(TIMEOUT)
+        changes = listener.changes_since(cursor)
+    finally:
+        listener.close()
+        for process in children:
+            process.kill()
+            process.wait(timeout=TIMEOUT)
+    assert [report["errors"] for report in reports] == [[]] * processes
+    total = processes * threads * times
+    records = {
+        tenant_id: record for tenant_id, record in backend.scan() if record is not None
+    }
+    assert sum(r.dna.avg_tokens_per_task for r in records.values()) == total
+    for n, outcome in enumerate(created):
+        record = records[f"tenant-{n}"]
+        assert isinstance(outcome, Committed)
+        assert record.incarnation == outcome.incarnation
+        assert record.version == 1 + record.dna.avg_tokens_per_task
+    assert changes.complete
+    assert sorted(changes.updated) == sorted(
+        (tenant_id, r.version, r.incarnation) for tenant_id, r in records.items()
+    )
+
+
+# -- the interface's default ----------------------------------------------------------
+
+
+def test_a_backend_that_hears_no_commits_answers_false_at_once() -> None:
+    started = time.monotonic()
+    assert MemoryStorage().wait_for_commit(10.0) is False
+    assert time.monotonic() - started < 1.0
+
+
+def test_wait_for_commit_refuses_a_negative_timeout(backend: PostgresStorage) -> None:
+    with pytest.raises(ValueError, match="timeout"):
+        backend.wait_for_commit(-1.0)
+    backend.close()
+    with pytest.raises(StorageError, match="closed"):
+        backend.wait_for_commit(0.0)
