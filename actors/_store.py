@@ -31,13 +31,14 @@ from dna import (
 from storage import StorageError, open_storage
 from storage.memory import MemoryStorage
 
-DEFAULT_MAX_ACTIVE: Final = 32
-"""Tenant actors (threads) a store runs at most; idle tenants are passivated.
+DEFAULT_MAX_ACTIVE: Final = 4
+"""Tenant actors (threads) a store runs; each serves the tenants of its slot.
 
-Measured (bench/, 16 submitting threads, 2 cores): throughput falls as actor
-threads are added past about twice the submitting threads, because every
-sleeping thread an operation has to wake costs more than the update itself;
-32 busy actors beat 1,024 mostly idle ones by 2-5x.
+Measured (bench/ finalise, 16 submitting threads, 2 cores, one run each):
+fire-and-forget updates on SQLite went at 39,000/s with 4 actors, 30,000
+with 8, 28,000 with 16 and 18,000 with 32; in memory 65,000, 53,000, 54,000
+and 50,000. Under the GIL every extra thread that wants it slows the others:
+a few busy actors beat many mostly idle ones.
 """
 
 DEFAULT_MAX_RESIDENT: Final = 100_000
