@@ -20,7 +20,7 @@ from actors._context import Context, StoreStats
 from actors._errors import StoreClosed, check_tenant_id
 from actors._future import Reply
 from actors._registry import Registry
-from actors._writer import Writer, start_ticker
+from actors._writer import Writer, start_ticker, start_watcher
 from dna import (
     InvalidSessionMetrics,
     TenantDNA,
@@ -28,7 +28,7 @@ from dna import (
     check_profile,
     parse_session_metrics,
 )
-from storage import StorageError, open_storage
+from storage import Storage, StorageError, open_storage
 from storage.memory import MemoryStorage
 
 DEFAULT_MAX_ACTIVE: Final = 4
@@ -115,18 +115,24 @@ class TenantDNAStore:
         self._directory = context.directory
         self._registry = Registry.start(context)
         context.registry = self._registry
-        self._ticker: queue.SimpleQueue[None] | None = None
+        stops: list[queue.SimpleQueue[None]] = []
         if not inline:
             context.writer = Writer.start(context)
-            interval = min(staleness / 2, flush_interval)
-            self._ticker = start_ticker(context.writer, interval)
+            stops.append(
+                start_ticker(context.writer, min(staleness / 2, flush_interval))
+            )
+            if type(storage).wait_for_commit is not Storage.wait_for_commit:
+                # Told of other processes' commits: seen in milliseconds.
+                stops.append(
+                    start_watcher(context.writer, storage.clone(), staleness / 2)
+                )
         self._closed = False
         self._close_calls = itertools.count()
         self._closed_signal: Reply[None] = Reply()
         # Commits and stops the actors if the store is dropped or the program
         # exits without close().
         self._finalizer = weakref.finalize(
-            self, _shut_down, context, self._ticker, exit_timeout
+            self, _shut_down, context, stops, exit_timeout
         )
 
     # -- reads ---------------------------------------------------------------
@@ -430,7 +436,7 @@ def _check_seconds(name: str, value: Any) -> None:
 
 
 def _shut_down(
-    context: Context, ticker: queue.SimpleQueue[None] | None, timeout: float
+    context: Context, stops: list[queue.SimpleQueue[None]], timeout: float
 ) -> None:
     """Commit what was submitted, stop every actor; never raises.
 
@@ -459,8 +465,8 @@ def _shut_down(
                 host.tell("retire")  # after every wake-up already queued
         for host in hosts:
             host.actor_stopped.wait(left())
-        if ticker is not None:
-            ticker.put(None)
+        for stop in stops:
+            stop.put(None)
         if context.writer is not None:
             context.writer.stop(timeout=left())
         registry.stop(timeout=left())

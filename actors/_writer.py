@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
 from typing import TYPE_CHECKING, Any
@@ -148,6 +149,40 @@ class Writer(pykka.ThreadingActor):
                     stale.append(cell)
         for cell in stale:
             cell.post(Refresh(), self._context)
+
+
+def start_watcher(
+    writer: pykka.ActorRef[Writer], storage: Storage, timeout: float
+) -> queue.SimpleQueue[None]:
+    """Have ``writer`` poll as soon as ``storage`` hears of another's commit.
+
+    For backends told of commits (PostgreSQL's ``LISTEN``): the thread waits
+    on its own connection, ``timeout`` s at most at a time, and stops once the
+    queue returned gets an item. A failure to listen (the server is down) is
+    waited out and retried; the writer's ticks keep polling meanwhile.
+    """
+    stop: queue.SimpleQueue[None] = queue.SimpleQueue()
+
+    def run() -> None:
+        try:
+            while stop.empty():
+                try:
+                    heard = storage.wait_for_commit(timeout)
+                except Exception:
+                    heard = False
+                    with contextlib.suppress(queue.Empty):
+                        stop.get(timeout=timeout)
+                        return
+                if heard:
+                    writer.tell(("poll",))
+        except pykka.ActorDeadError:
+            pass
+        finally:
+            with contextlib.suppress(Exception):
+                storage.close()
+
+    threading.Thread(target=run, name="tenant-dna-watcher", daemon=True).start()
+    return stop
 
 
 def start_ticker(
