@@ -6,6 +6,8 @@ import asyncio
 import contextlib
 import queue
 import sys
+import weakref
+from collections import deque
 from collections.abc import Callable, Generator
 from typing import Any, Generic, TypeVar
 
@@ -98,13 +100,12 @@ class Reply(pykka.Future[T], Generic[T]):
         if self._value is _PENDING:
             loop = asyncio.get_running_loop()
             waiter: asyncio.Future[None] = loop.create_future()
+            inbox = _inbox(loop)
 
             def wake() -> None:
-                # Called by the setter's thread, or by ours if the answer
-                # came in while registering; the loop side runs it once.
-                # A closed loop raises RuntimeError: nobody waits any more.
-                with contextlib.suppress(RuntimeError):
-                    loop.call_soon_threadsafe(_resolve, waiter)
+                # Called by the setter's thread, or by ours if the answer came
+                # in while registering; the loop side resolves it once.
+                inbox.put(waiter)
 
             if self._callbacks is None:
                 self._callbacks = []
@@ -117,6 +118,57 @@ class Reply(pykka.Future[T], Generic[T]):
         return self.get(timeout=0)
 
 
-def _resolve(waiter: asyncio.Future[None]) -> None:
-    if not waiter.done():
-        waiter.set_result(None)
+class _LoopInbox:
+    """Answers handed to one event loop, resolved at most ``TURN`` per turn.
+
+    Any thread puts waiters in; one ``call_soon_threadsafe`` wakes the loop
+    for all that arrive meanwhile (the same token as a cell's: cleared before
+    draining). Resolving a bounded number per turn lets the loop run its other
+    callbacks between them, so a thousand answers arriving together do not
+    stall it for the time of a thousand coroutine steps.
+    """
+
+    TURN = 64
+
+    __slots__ = ("_loop", "_scheduled", "_waiters")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._waiters: deque[asyncio.Future[None]] = deque()
+        self._scheduled = False
+
+    def put(self, waiter: asyncio.Future[None]) -> None:
+        self._waiters.append(waiter)
+        if self._scheduled:
+            return
+        self._scheduled = True
+        # A closed loop raises RuntimeError: nobody waits any more.
+        with contextlib.suppress(RuntimeError):
+            self._loop.call_soon_threadsafe(self._run)
+
+    def _run(self) -> None:
+        self._scheduled = False
+        waiters = self._waiters
+        for _ in range(self.TURN):
+            try:
+                waiter = waiters.popleft()
+            except IndexError:
+                return
+            if not waiter.done():
+                waiter.set_result(None)
+        if waiters and not self._scheduled:
+            self._scheduled = True
+            self._loop.call_soon(self._run)
+
+
+_inboxes: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopInbox] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _inbox(loop: asyncio.AbstractEventLoop) -> _LoopInbox:
+    """The loop's inbox (made in the loop's own thread, on first use)."""
+    inbox = _inboxes.get(loop)
+    if inbox is None:
+        inbox = _inboxes[loop] = _LoopInbox(loop)
+    return inbox
