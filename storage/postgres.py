@@ -32,18 +32,23 @@ Guarantees:
   transaction runs anywhere in the cluster), never misses one; commits share
   no counter row, so they run side by side. The erasure log keeps the last
   :data:`ERASURE_LOG` erased incarnations (random numbers, never tenant ids).
-* **Connections: one pool shared by an object and its clones.** The interface
-  is one connection per thread, and ``actors`` clones a storage for every
-  thread that reads: with one server connection per clone, a service with
-  hundreds of threads in tens of processes would exhaust the server's
-  ``max_connections``. So clones share a ``psycopg_pool.ConnectionPool``
-  (``pool_size`` connections at most, per process) and borrow a connection
-  per operation; ``check=ConnectionPool.check_connection`` tests each one
-  before it is handed out, so after a server restart no dead connection is
-  used and the next call simply works. The pool runs its own small, fixed
-  set of worker threads (psycopg_pool's, not ours: this module starts none).
-  A borrowed connection is never left inside a transaction; a long ``scan``
-  borrows one per batch.
+* **Connections: shared by an object and its clones, made on demand, checked
+  on reuse; no thread.** The interface is one connection per thread, and
+  ``actors`` clones a storage for every thread that reads: one server
+  connection per clone would exhaust the server's ``max_connections`` in a
+  service of hundreds of threads and tens of processes. So an object and its
+  clones share their idle connections (at most ``pool_size`` kept); an
+  operation borrows one for its duration, or connects in the caller's thread
+  when none is idle. A connection is never handed out dead: one whose socket
+  has anything to read while idle (a restarted server's goodbye) is checked
+  with an empty query, and the first dead one found closes every idle one
+  (they died together), so the first call after a restart reconnects at
+  once. Not ``psycopg_pool``: it runs worker threads (this layer has none),
+  and measured here its reconnection backs off (0, 1, 2, 4 … s per dead
+  connection or failed attempt), so a pool of 10 connections, or one used
+  while the server was down, failed its first call after the server came
+  back with ``PoolTimeout``. A connection lost in use raises
+  :class:`StorageError`; TCP keepalives notice a silent peer in ~20 s.
 * **Opening refuses what is not ours.** The tables (and a schema-version row)
   are created if missing, under an advisory lock so processes starting
   together create them once. A database holding a table named like ours
@@ -67,14 +72,15 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import select
 import time
 import urllib.parse
+from collections import deque
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, Final
 
 import psycopg
 import psycopg.errors
-from psycopg_pool import ConnectionPool
 
 from dna import TenantDNA
 from storage._base import (
@@ -105,13 +111,13 @@ MAX_PAYLOAD: Final = 7_900
 """Bytes; PostgreSQL refuses payloads of 8,000 bytes or more."""
 
 CONNECT_TIMEOUT: Final = 5.0
-"""Seconds to get a connection (a new one, or one from a busy pool)."""
+"""Seconds to connect to the server."""
 
 LOCK_TIMEOUT: Final = 10.0
 """Seconds a commit waits for rows another transaction has locked."""
 
 POOL_SIZE: Final = 10
-"""Server connections per object and its clones, at most."""
+"""Idle connections an object and its clones keep for reuse, at most."""
 
 _SCHEMA: Final = "tenant_dna_schema"
 _META: Final = "tenant_dna_meta"
@@ -241,13 +247,43 @@ def _checked_record(tenant_id: str, record: Record) -> tuple[int, int, str]:
 
 
 class _Shared:
-    """What an object and its clones share: the pool, and who still uses it."""
+    """What an object and its clones share: idle connections, and who is open.
 
-    __slots__ = ("open", "pool")
+    ``deque.append`` and ``deque.pop`` are atomic: threads share it lock-free.
+    """
 
-    def __init__(self, pool: ConnectionPool[psycopg.Connection[Any]]) -> None:
-        self.pool = pool
+    __slots__ = ("idle", "open")
+
+    def __init__(self) -> None:
+        self.idle: deque[psycopg.Connection[Any]] = deque()
         self.open: set[object] = set()
+
+    def close_idle(self) -> None:
+        """Close every idle connection."""
+        while True:
+            try:
+                connection = self.idle.pop()
+            except IndexError:
+                return
+            with contextlib.suppress(psycopg.Error):
+                connection.close()
+
+
+def _dead(connection: psycopg.Connection[Any]) -> bool:
+    """Whether an idle connection is gone (closed, broken, or its server left)."""
+    if connection.closed or connection.broken:
+        return True
+    try:
+        readable, _, _ = select.select([connection.fileno()], [], [], 0)
+    except (OSError, ValueError):
+        return True
+    if not readable:
+        return False  # an idle server says nothing: nothing to check
+    try:
+        connection.execute("")  # ConnectionPool.check_connection's check
+    except psycopg.Error:
+        return True
+    return False
 
 
 class PostgresStorage(Storage):
@@ -290,23 +326,8 @@ class PostgresStorage(Storage):
             "keepalives_count": 3,
         }
         self._set_up()
-        pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
-            self.url,
-            kwargs=self._kwargs,
-            min_size=1,
-            max_size=pool_size,
-            open=False,
-            configure=_configure,
-            check=ConnectionPool.check_connection,
-            timeout=connect_timeout,
-            name="tenant-dna",
-        )
-        try:
-            pool.open(wait=False)
-        except psycopg.Error as error:
-            raise self._error("opening the connection pool", error) from error
         self._token = object()
-        self._shared: _Shared | None = _Shared(pool)
+        self._shared: _Shared | None = _Shared()
         self._shared.open.add(self._token)
         self._listener: psycopg.Connection[Any] | None = None
 
@@ -383,35 +404,50 @@ class PostgresStorage(Storage):
             raise StorageError(msg)
         return "ours"
 
-    def _pool(self) -> ConnectionPool[psycopg.Connection[Any]]:
+    def _open(self) -> _Shared:
         if self._shared is None:
             msg = f"{self.name}: this connection is closed"
             raise StorageError(msg)
-        return self._shared.pool
+        return self._shared
+
+    def _borrow(self, shared: _Shared) -> psycopg.Connection[Any]:
+        while True:
+            try:
+                connection = shared.idle.pop()
+            except IndexError:
+                return self._connect()
+            if not _dead(connection):
+                return connection
+            with contextlib.suppress(psycopg.Error):
+                connection.close()
+            shared.close_idle()  # they died together: none is worth a look
+
+    def _give_back(self, shared: _Shared, connection: psycopg.Connection[Any]) -> None:
+        if (
+            shared.open
+            and len(shared.idle) < self.pool_size
+            and not connection.broken
+            and connection.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+        ):
+            shared.idle.append(connection)
+            return
+        with contextlib.suppress(psycopg.Error):
+            connection.close()
 
     @contextlib.contextmanager
     def _connection(self, what: str) -> Iterator[psycopg.Connection[Any]]:
-        """A checked connection from the pool; psycopg errors become StorageError."""
-        pool = self._pool()
+        """A live connection for one operation; psycopg errors become StorageError."""
+        shared = self._open()
         try:
-            with pool.connection(timeout=self.connect_timeout) as connection:
-                yield connection
+            connection = self._borrow(shared)
         except psycopg.Error as error:
-            raise self._error(what, self._explained(error)) from error
-
-    def _explained(self, error: psycopg.Error) -> BaseException:
-        """For a pool timeout: why no connection came, from one direct attempt."""
-        if not isinstance(error, psycopg.errors.OperationalError) or (
-            "couldn't get a connection" not in str(error)
-        ):
-            return error
+            raise self._error(what, error) from error
         try:
-            self._connect().close()
-        except psycopg.Error as cause:
-            return cause
-        return RuntimeError(
-            f"{error}: every one of the {self.pool_size} pooled connections stayed busy"
-        )
+            yield connection
+        except psycopg.Error as error:
+            raise self._error(what, error) from error
+        finally:
+            self._give_back(shared, connection)
 
     def _read(
         self, what: str, sql: str, parameters: Sequence[Any] | Mapping[str, Any] = ()
@@ -459,7 +495,7 @@ class PostgresStorage(Storage):
 
     def load(self, tenant_id: str) -> Record | None:
         """The tenant's record, or ``None``; one short read."""
-        self._pool()
+        self._open()
         if not _storable(tenant_id):
             return None  # no such id can have been stored
         rows = self._read(
@@ -478,7 +514,7 @@ class PostgresStorage(Storage):
         by another process starts over. Raises :class:`StorageError` if the
         transaction fails (nothing written) or its fate cannot be learnt.
         """
-        self._pool()
+        self._open()
         self._check_ids(change.tenant_id for change in changes)
         texts = [
             None if change.dna is None else _encode(change.tenant_id, change.dna)
@@ -754,7 +790,7 @@ class PostgresStorage(Storage):
         if batch < 1:
             msg = f"batch: expected a positive int, got {batch!r}"
             raise ValueError(msg)
-        self._pool()
+        self._open()
         for row in self._batches(batch):
             yield row[0], self._record(*row)
 
@@ -766,7 +802,7 @@ class PostgresStorage(Storage):
         naming the tenant; then nothing is written. A tenant given twice
         takes its last record.
         """
-        self._pool()
+        self._open()
         self._check_ids(tenant_id for tenant_id, _ in records)
         rows = {
             tenant_id: _checked_record(tenant_id, record)
@@ -858,10 +894,8 @@ class PostgresStorage(Storage):
         return problems
 
     def clone(self) -> PostgresStorage:
-        """Another handle on the same pool, for another thread (no new connection)."""
-        self._pool()
-        shared = self._shared
-        assert shared is not None
+        """Another handle for another thread, sharing idle connections (none made)."""
+        shared = self._open()
         clone = PostgresStorage.__new__(PostgresStorage)
         clone.url = self.url
         clone.name = self.name
@@ -891,7 +925,7 @@ class PostgresStorage(Storage):
         if not timeout >= 0:
             msg = f"timeout: expected seconds >= 0, got {timeout!r}"
             raise ValueError(msg)
-        self._pool()
+        self._open()
         deadline = time.monotonic() + timeout
         listener = self._listener
         if listener is not None:
@@ -938,8 +972,8 @@ class PostgresStorage(Storage):
     def close(self) -> None:
         """Close this handle (and its listener); idempotent.
 
-        The pool closes with the last of the object and its clones. Never
-        raises for the server's own failures.
+        The idle connections close with the last of the object and its
+        clones. Never raises for the server's own failures.
         """
         shared, self._shared = self._shared, None
         self._close_listener()
@@ -947,5 +981,4 @@ class PostgresStorage(Storage):
             return
         shared.open.discard(self._token)
         if not shared.open:
-            with contextlib.suppress(psycopg.Error):
-                shared.pool.close()
+            shared.close_idle()
