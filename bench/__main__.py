@@ -6,21 +6,32 @@ minutes on two cores; ``--quick`` takes seconds and is what the test suite
 runs. Targets get a verdict only from a run of two rounds or more that is not
 ``--quick``: one run is a sample, not a median, and a quick run is too small to
 judge.
+
+``--url`` runs the store's durable contenders (``store-sqlite*``) on other
+storage than a fresh SQLite file in a temporary folder: an SQLite path or
+``sqlite:///`` URL (a fresh file of that name per run, in a new folder beside
+it, removed at the end: the disk is chosen, no file of yours is touched) or a
+``postgresql://`` URL (a database the bench creates on that server, emptied
+before each run and dropped at the end; the role needs ``CREATEDB``). The
+``processes`` benchmark is ``python -m bench.processes --url postgresql://…``.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
+import os
 import sys
+import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TextIO
 
 import structlog
 
-from bench.contenders import CONTENDERS
+from bench.contenders import CONTENDERS, ContenderSpec, contenders
 from bench.report import rows, table, write_chart, write_json
 from bench.run import run_all
 from bench.workload import SCENARIOS, Workload
@@ -91,6 +102,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=Path("bench-results"),
         help="output folder (default bench-results/)",
     )
+    parser.add_argument(
+        "--url",
+        help="run the store-sqlite* contenders on this storage instead of a "
+        "fresh temporary SQLite file: an SQLite path or sqlite:/// URL (fresh "
+        "files of that name in a new folder beside it) or postgresql://... (a "
+        "database the bench creates there and drops; the role needs CREATEDB)",
+    )
     args = parser.parse_args(argv)
     for name, value in (QUICK if args.quick else DEFAULTS).items():
         if getattr(args, name) is None:
@@ -108,6 +126,40 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
+@contextlib.contextmanager
+def durable_contenders(url: str | None) -> Iterator[tuple[ContenderSpec, ...]]:
+    """:data:`CONTENDERS`, or with ``url`` the store's durable ones on it."""
+    if url is None:
+        yield CONTENDERS
+        return
+    scheme = url.partition("://")[0].lower() if "://" in url else ""
+    if scheme in ("postgresql", "postgres") or scheme.startswith("postgresql+"):
+        from bench.processes import bench_database, empty
+
+        with bench_database(url) as database:
+            yield contenders(database, "postgres", lambda: empty(database))
+        return
+    if scheme not in ("", "sqlite"):
+        raise SystemExit("--url: expected an SQLite path or URL or postgresql://...")
+    path = Path(url[len("sqlite:///") :] if scheme else url)
+    with tempfile.TemporaryDirectory(
+        prefix="bench-store-", dir=path.parent.resolve()
+    ) as folder:
+        fresh_path = Path(folder) / path.name
+        yield contenders(f"sqlite:///{fresh_path}", "sqlite", _remover(fresh_path))
+
+
+def _remover(path: Path) -> Callable[[], None]:
+    """Remove ``path`` and its SQLite companions (a file of the bench's own)."""
+
+    def remove() -> None:
+        for suffix in ("", "-wal", "-shm", "-journal"):
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(f"{path}{suffix}")
+
+    return remove
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark; return the process exit status."""
     args = parse_args(argv)
@@ -117,11 +169,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         cache_logger_on_first_use=True,
     )
     chosen = args.contenders.split(",")
-    specs = [spec for spec in CONTENDERS if spec.name in chosen]
     scenarios = [s for s in SCENARIOS if s.name in args.scenarios.split(",")]
     workload = Workload(tenants=args.tenants, seed=args.seed)
     plans = [workload.plan(scenario, args.ops) for scenario in scenarios]
-    measurements = run_all(plans, specs, args.rounds, args.ops, Progress())
+    with durable_contenders(args.url) as every:
+        specs = [spec for spec in every if spec.name in chosen]
+        measurements = run_all(plans, specs, args.rounds, args.ops, Progress())
     result = rows(
         measurements,
         racy=[spec.name for spec in specs if spec.racy],

@@ -354,9 +354,15 @@ the URL has the four slashes of an absolute SQLite path)."""
 
 
 def _store_options(
-    url: str | None, durability: str | None
+    url: str | None, durability: str | None, fresh: Callable[[], None] | None = None
 ) -> tuple[dict[str, Any], tempfile.TemporaryDirectory[str] | None]:
-    """The store's keyword arguments, and the fresh folder ``url`` asked for."""
+    """The store's keyword arguments, and the fresh folder ``url`` asked for.
+
+    ``fresh``, if given, is called first: it empties the storage ``url``
+    names (``python -m bench --url``), so every run starts from nothing.
+    """
+    if fresh is not None:
+        fresh()
     folder: tempfile.TemporaryDirectory[str] | None = None
     options: dict[str, Any] = {}
     if url is not None and "{folder}" in url:
@@ -375,7 +381,8 @@ class StoreContender:
     ``url`` and ``durability`` go to the store only when given, so the
     in-memory contenders build it as ``TenantDNAStore()``. A ``url`` holding
     ``{folder}`` (see :data:`FRESH_SQLITE`) gets a fresh temporary folder per
-    instance, removed once the store is closed::
+    instance, removed once the store is closed; ``fresh``, if given, is
+    called before the store opens, to empty the storage ``url`` names::
 
         ContenderSpec(
             "store-sqlite",
@@ -385,11 +392,15 @@ class StoreContender:
     """
 
     def __init__(
-        self, *, url: str | None = None, durability: str | None = None
+        self,
+        *,
+        url: str | None = None,
+        durability: str | None = None,
+        fresh: Callable[[], None] | None = None,
     ) -> None:
         from actors import TenantDNAStore
 
-        options, self._folder = _store_options(url, durability)
+        options, self._folder = _store_options(url, durability, fresh)
         try:
             self._store = TenantDNAStore(**options)
         except BaseException:
@@ -417,18 +428,23 @@ class StoreContender:
 class AsyncStoreContender:
     """:class:`actors.AsyncTenantDNAStore` as it is: its coroutines, bound.
 
-    Takes ``url`` and ``durability`` as :class:`StoreContender` does (a fresh
-    folder for :data:`FRESH_SQLITE`, removed once the store is closed). An
+    Takes ``url``, ``durability`` and ``fresh`` as :class:`StoreContender`
+    does (a fresh folder for :data:`FRESH_SQLITE`, removed once the store is
+    closed). An
     update is ``await store.update_from_session(...)``: the calling coroutine
     waits for its own update, the event loop does not.
     """
 
     def __init__(
-        self, *, url: str | None = None, durability: str | None = None
+        self,
+        *,
+        url: str | None = None,
+        durability: str | None = None,
+        fresh: Callable[[], None] | None = None,
     ) -> None:
         from actors import AsyncTenantDNAStore
 
-        options, self._folder = _store_options(url, durability)
+        options, self._folder = _store_options(url, durability, fresh)
         try:
             self._store = AsyncTenantDNAStore(**options)
         except BaseException:
@@ -476,45 +492,61 @@ class SeedPattern:
         return self.update(tenant_id, metrics, alpha)
 
 
-CONTENDERS = (
-    ContenderSpec("lock", LockedDict),
-    # About ten times slower than lock; a full share would take most of the run.
-    ContenderSpec("naive-actors", NaiveActors, ops_share=0.25),
-    ContenderSpec("store-ack", StoreContender),
-    ContenderSpec("store-async", StoreContender, asynchronous=True),
-    ContenderSpec("seed-pattern", SeedPattern, racy=True),
-    # An fsync per update, one at a time: 4,000 updates take under a second at
-    # this machine's 0.2 ms an fsync, and 10 s where an fsync costs 2.5 ms.
-    ContenderSpec("lock-sqlite", LockedSQLite, ops_share=0.25, storage="sqlite"),
-    # No fsync per commit, but 16 threads queue in SQLite's busy handler, whose
-    # sleeps grow to 100 ms: about 1.5 s a run here at half the operations.
-    ContenderSpec("diskcache", DiskCache, ops_share=0.5, storage="diskcache"),
-    # The store on the embedded default, in both durability modes.
-    ContenderSpec(
-        "store-sqlite",
-        lambda: StoreContender(url=FRESH_SQLITE, durability="commit"),
-        ops_share=0.5,
-        storage="sqlite",
-    ),
-    ContenderSpec(
-        "store-sqlite-async",
-        lambda: StoreContender(url=FRESH_SQLITE, durability="commit"),
-        asynchronous=True,
-        storage="sqlite",
-    ),
-    ContenderSpec(
-        "store-sqlite-buffered",
-        lambda: StoreContender(url=FRESH_SQLITE, durability="buffered"),
-        asynchronous=True,
-        storage="sqlite",
-    ),
-    # The asyncio scenario's contenders: 1,000 coroutines in one event loop.
-    ContenderSpec("store-asyncio", AsyncStoreContender, coroutines=True),
-    ContenderSpec(
-        "store-sqlite-asyncio",
-        lambda: AsyncStoreContender(url=FRESH_SQLITE, durability="commit"),
-        storage="sqlite",
-        coroutines=True,
-    ),
-)
+def contenders(
+    url: str = FRESH_SQLITE,
+    storage: str = "sqlite",
+    fresh: Callable[[], None] | None = None,
+) -> tuple[ContenderSpec, ...]:
+    """Every contender, the store's durable ones (``store-sqlite*``) on ``url``.
+
+    By default a fresh SQLite file per run (:data:`CONTENDERS`);
+    ``python -m bench --url`` passes its storage, where it lives
+    (``storage``: ``"sqlite"`` or ``"postgres"``) and ``fresh``, which
+    empties it before each run. The names stay, so targets still apply.
+    """
+    return (
+        ContenderSpec("lock", LockedDict),
+        # About ten times slower than lock; a full share would take most of the run.
+        ContenderSpec("naive-actors", NaiveActors, ops_share=0.25),
+        ContenderSpec("store-ack", StoreContender),
+        ContenderSpec("store-async", StoreContender, asynchronous=True),
+        ContenderSpec("seed-pattern", SeedPattern, racy=True),
+        # An fsync per update, one at a time: 4,000 updates take under a second
+        # at this machine's 0.2 ms an fsync, and 10 s where an fsync costs 2.5 ms.
+        ContenderSpec("lock-sqlite", LockedSQLite, ops_share=0.25, storage="sqlite"),
+        # No fsync per commit, but 16 threads queue in SQLite's busy handler,
+        # whose sleeps grow to 100 ms: about 1.5 s a run here at half the
+        # operations.
+        ContenderSpec("diskcache", DiskCache, ops_share=0.5, storage="diskcache"),
+        # The store on the embedded default, in both durability modes.
+        ContenderSpec(
+            "store-sqlite",
+            lambda: StoreContender(url=url, durability="commit", fresh=fresh),
+            ops_share=0.5,
+            storage=storage,
+        ),
+        ContenderSpec(
+            "store-sqlite-async",
+            lambda: StoreContender(url=url, durability="commit", fresh=fresh),
+            asynchronous=True,
+            storage=storage,
+        ),
+        ContenderSpec(
+            "store-sqlite-buffered",
+            lambda: StoreContender(url=url, durability="buffered", fresh=fresh),
+            asynchronous=True,
+            storage=storage,
+        ),
+        # The asyncio scenario's contenders: 1,000 coroutines in one event loop.
+        ContenderSpec("store-asyncio", AsyncStoreContender, coroutines=True),
+        ContenderSpec(
+            "store-sqlite-asyncio",
+            lambda: AsyncStoreContender(url=url, durability="commit", fresh=fresh),
+            storage=storage,
+            coroutines=True,
+        ),
+    )
+
+
+CONTENDERS = contenders()
 """Every contender, in table order; ``lock`` first, it is the reference."""
