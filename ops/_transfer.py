@@ -22,8 +22,7 @@ from ops._errors import CommandFailed
 from ops._inspect import record_json, tenant_argument
 from ops._output import Progress, emit_json, say
 from ops._target import opened, resolve
-from storage import Record
-from storage.memory import MAX_INCARNATION, new_incarnation
+from storage import MAX_INCARNATION, Record, new_incarnation
 
 
 @contextlib.contextmanager

@@ -4,6 +4,8 @@ No threads here: ``actors`` decides who calls what, and when. Open a backend
 with :func:`open_storage`; every backend passes one shared test suite.
 """
 
+from typing import TYPE_CHECKING, Any
+
 from storage._base import (
     Change,
     Changes,
@@ -16,11 +18,25 @@ from storage._base import (
     VersionConflict,
 )
 from storage._open import open_storage
+from storage._records import MAX_INCARNATION, new_incarnation
 from storage.memory import MemoryStorage
-from storage.postgres import PostgresStorage
 from storage.sqlite import ScrubIncomplete, SQLiteStorage
 
+if TYPE_CHECKING:
+    from storage.postgres import PostgresStorage
+
+
+def __getattr__(name: str) -> Any:
+    # PostgreSQL's backend (and psycopg) only for those who use it.
+    if name == "PostgresStorage":
+        from storage.postgres import PostgresStorage
+
+        return PostgresStorage
+    raise AttributeError(f"module 'storage' has no attribute {name!r}")
+
+
 __all__ = [
+    "MAX_INCARNATION",
     "Change",
     "Changes",
     "Committed",
@@ -34,5 +50,6 @@ __all__ = [
     "Storage",
     "StorageError",
     "VersionConflict",
+    "new_incarnation",
     "open_storage",
 ]

@@ -6,7 +6,6 @@ import os
 
 from storage._base import Storage
 from storage.memory import MemoryStorage
-from storage.postgres import PostgresStorage
 from storage.sqlite import SQLiteStorage
 
 _SQLITE = "sqlite:///"
@@ -73,6 +72,9 @@ def open_storage(url: str | os.PathLike[str] | None) -> Storage:
             raise ValueError(msg)
         return SQLiteStorage(path)
     if scheme in ("postgresql", "postgres") or scheme.startswith("postgresql+"):
+        # Imported here: psycopg costs a tenth of a second to import.
+        from storage.postgres import PostgresStorage
+
         return PostgresStorage(url)
     msg = f"url: unknown scheme {scheme!r} in {url!r}; {_EXPECTED}"
     raise ValueError(msg)

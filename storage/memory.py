@@ -35,13 +35,12 @@ from __future__ import annotations
 
 import itertools
 import math
-import secrets
 import struct
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Final, TypeVar
 
-from dna import InvalidDNA, TenantDNA, check_profile
+from dna import TenantDNA
 from dna._rules import (
     MAX_INTENTS,
     MAX_NAME_LENGTH,
@@ -60,33 +59,16 @@ from storage._base import (
     Storage,
     StorageError,
 )
+from storage._records import (
+    checked_copy,
+    checked_ids,
+    new_incarnation,
+)
 
 ERASURE_LOG: Final = 10_000
 """Erasures kept for ``changes_since``: an older cursor gets ``complete=False``."""
 
-MAX_INCARNATION: Final = 2**63 - 1
-MAX_VERSION: Final = 2**63 - 1
-"""The largest version ``restore`` takes (SQLite's and PostgreSQL's integers)."""
-
 _T = TypeVar("_T")
-
-
-def new_incarnation() -> int:
-    """A random positive 63-bit incarnation, as every backend draws them."""
-    return secrets.randbits(63) or 1
-
-
-def checked_copy(tenant_id: str, dna: TenantDNA) -> TenantDNA:
-    """A checked copy of ``dna`` sharing nothing with it (``dna.check_profile``).
-
-    Raises ``dna.InvalidDNA`` naming the field and the tenant, ``TypeError``
-    for anything but a ``TenantDNA``.
-    """
-    try:
-        return check_profile(dna)
-    except InvalidDNA as error:
-        detail = str(error).removeprefix(f"{error.field}: ")
-        raise InvalidDNA(error.field, f"tenant {tenant_id!r}: {detail}") from error
 
 
 # -- the encoding ----------------------------------------------------------------
@@ -521,7 +503,7 @@ class MemoryStorage(Storage):
         checked = [
             (
                 tenant_id,
-                _checked_ids(tenant_id, record),
+                checked_ids(tenant_id, record),
                 encode(tenant_id, record.dna),
             )
             for tenant_id, record in records
@@ -586,7 +568,7 @@ class MemoryStorage(Storage):
                 continue
             try:
                 # Commits may take a version past restore's limit.
-                _checked_ids(tenant_id, record, 2**64 - 1)
+                checked_ids(tenant_id, record, 2**64 - 1)
                 if encode(tenant_id, record.dna) != value[_BODY_AT:]:
                     msg = f"tenant {tenant_id!r}: the record does not round-trip"
                     raise ValueError(msg)
@@ -604,23 +586,3 @@ class MemoryStorage(Storage):
     def close(self) -> None:
         """Close this connection; the data stays with the other clones. Idempotent."""
         self._closed = True
-
-
-def _checked_ids(
-    tenant_id: str, record: Record, max_version: int = MAX_VERSION
-) -> tuple[int, int]:
-    if not isinstance(record.version, int) or not 1 <= record.version <= max_version:
-        msg = (
-            f"tenant {tenant_id!r}: version: expected an int in 1 .. {max_version}, "
-            f"got {record.version!r}"
-        )
-        raise ValueError(msg)
-    if not isinstance(record.incarnation, int) or not (
-        1 <= record.incarnation <= MAX_INCARNATION
-    ):
-        msg = (
-            f"tenant {tenant_id!r}: incarnation: expected an int in 1 .. 2**63 - 1, "
-            f"got {record.incarnation!r}"
-        )
-        raise ValueError(msg)
-    return int(record.version), int(record.incarnation)

@@ -93,7 +93,7 @@ from storage._base import (
     Storage,
     StorageError,
 )
-from storage.memory import MAX_INCARNATION, checked_copy, new_incarnation
+from storage._records import checked_copy, checked_ids, new_incarnation, parse_row
 
 SCHEMA_VERSION: Final = 1
 """The layout this code writes; a database of a newer one is refused."""
@@ -229,21 +229,8 @@ def _payload(updated: list[tuple[str, int, int]], erased: list[int]) -> str:
 
 
 def _checked_record(tenant_id: str, record: Record) -> tuple[int, int, str]:
-    if not isinstance(record.version, int) or record.version < 1:
-        msg = (
-            f"tenant {tenant_id!r}: version: expected an int >= 1, "
-            f"got {record.version!r}"
-        )
-        raise ValueError(msg)
-    if not isinstance(record.incarnation, int) or not (
-        1 <= record.incarnation <= MAX_INCARNATION
-    ):
-        msg = (
-            f"tenant {tenant_id!r}: incarnation: expected an int in 1 .. 2**63 - 1, "
-            f"got {record.incarnation!r}"
-        )
-        raise ValueError(msg)
-    return record.version, record.incarnation, _encode(tenant_id, record.dna)
+    version, incarnation = checked_ids(tenant_id, record)
+    return version, incarnation, _encode(tenant_id, record.dna)
 
 
 class _Shared:
@@ -458,29 +445,7 @@ class PostgresStorage(Storage):
     def _record(
         self, tenant_id: str, version: Any, incarnation: Any, text: Any
     ) -> Record:
-        try:
-            if not isinstance(version, int) or version < 1:
-                msg = f"version: expected an int >= 1, got {version!r}"
-                raise ValueError(msg)
-            if not isinstance(incarnation, int) or not (
-                1 <= incarnation <= MAX_INCARNATION
-            ):
-                msg = (
-                    "incarnation: expected an int in 1 .. 2**63 - 1, "
-                    f"got {incarnation!r}"
-                )
-                raise ValueError(msg)
-            if not isinstance(text, str):
-                msg = f"dna: expected JSON text, got {type(text).__name__}"
-                raise ValueError(msg)
-            dna = TenantDNA.from_dict(json.loads(text))
-        except (ValueError, TypeError, RecursionError) as error:
-            msg = (
-                f"{self.name}: the stored profile of tenant {tenant_id!r} is "
-                f"invalid: {error}"
-            )
-            raise StorageError(msg) from error
-        return Record(dna, version, incarnation)
+        return parse_row(self.name, tenant_id, version, incarnation, text)
 
     def _check_ids(self, tenant_ids: Iterable[str]) -> None:
         for tenant_id in tenant_ids:

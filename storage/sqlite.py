@@ -58,7 +58,7 @@ from storage._base import (
     Storage,
     StorageError,
 )
-from storage.memory import MAX_INCARNATION, checked_copy, new_incarnation
+from storage._records import checked_copy, checked_ids, new_incarnation, parse_row
 
 SCHEMA_VERSION: Final = 1
 """The layout this code writes; a file of a newer one is refused."""
@@ -382,29 +382,7 @@ class SQLiteStorage(Storage):
     def _record(
         self, tenant_id: str, version: Any, incarnation: Any, text: Any
     ) -> Record:
-        try:
-            if not isinstance(version, int) or version < 1:
-                msg = f"version: expected an int >= 1, got {version!r}"
-                raise ValueError(msg)
-            if not isinstance(incarnation, int) or not (
-                1 <= incarnation <= MAX_INCARNATION
-            ):
-                msg = (
-                    "incarnation: expected an int in 1 .. 2**63 - 1, "
-                    f"got {incarnation!r}"
-                )
-                raise ValueError(msg)
-            if not isinstance(text, str):
-                msg = f"dna: expected JSON text, got {type(text).__name__}"
-                raise ValueError(msg)
-            dna = TenantDNA.from_dict(json.loads(text))
-        except (ValueError, TypeError, RecursionError) as error:
-            msg = (
-                f"{self.name}: the stored profile of tenant {tenant_id!r} is "
-                f"invalid: {error}"
-            )
-            raise StorageError(msg) from error
-        return Record(dna, version, incarnation)
+        return parse_row(self.name, tenant_id, version, incarnation, text)
 
     def _tables_for(self, tenant_ids: Iterable[str]) -> dict[str, str]:
         tables: dict[str, str] = {}
@@ -652,27 +630,9 @@ class SQLiteStorage(Storage):
         tables = self._tables_for(tenant_id for tenant_id, _ in records)
         rows: list[tuple[str, int, int, str]] = []
         for tenant_id, record in records:
-            if not isinstance(record.version, int) or record.version < 1:
-                msg = (
-                    f"tenant {tenant_id!r}: version: expected an int >= 1, "
-                    f"got {record.version!r}"
-                )
-                raise ValueError(msg)
-            if not isinstance(record.incarnation, int) or not (
-                1 <= record.incarnation <= MAX_INCARNATION
-            ):
-                msg = (
-                    f"tenant {tenant_id!r}: incarnation: expected an int in "
-                    f"1 .. 2**63 - 1, got {record.incarnation!r}"
-                )
-                raise ValueError(msg)
+            version, incarnation = checked_ids(tenant_id, record)
             rows.append(
-                (
-                    tenant_id,
-                    record.version,
-                    record.incarnation,
-                    _encode(tenant_id, record.dna),
-                )
+                (tenant_id, version, incarnation, _encode(tenant_id, record.dna))
             )
         if not rows:
             return

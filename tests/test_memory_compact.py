@@ -188,7 +188,7 @@ def test_a_canonical_profile_is_checked_by_packing_it_alone(
     def refuse(profile: Any) -> TenantDNA:
         raise AssertionError("check_profile called for a canonical profile")
 
-    monkeypatch.setattr(storage.memory, "check_profile", refuse)
+    monkeypatch.setattr(storage._records, "check_profile", refuse)
     dna = TenantDNA(
         tool_usage_frequency={"web_search": 0.5, "sql\x00query": 0.25},
         peak_hours=[9, 10],

@@ -1,0 +1,76 @@
+"""What every backend checks and draws the same way: ids, incarnations, rows."""
+
+from __future__ import annotations
+
+import json
+import secrets
+from typing import Any, Final
+
+from dna import InvalidDNA, TenantDNA, check_profile
+from storage._base import Record, StorageError
+
+MAX_INCARNATION: Final = 2**63 - 1
+MAX_VERSION: Final = 2**63 - 1
+"""The largest version ``restore`` takes (SQLite's and PostgreSQL's integers)."""
+
+
+def new_incarnation() -> int:
+    """A random positive 63-bit incarnation, as every backend draws them."""
+    return secrets.randbits(63) or 1
+
+
+def checked_copy(tenant_id: str, dna: TenantDNA) -> TenantDNA:
+    """A checked copy of ``dna`` sharing nothing with it (``dna.check_profile``).
+
+    Raises ``dna.InvalidDNA`` naming the field and the tenant, ``TypeError``
+    for anything but a ``TenantDNA``.
+    """
+    try:
+        return check_profile(dna)
+    except InvalidDNA as error:
+        detail = str(error).removeprefix(f"{error.field}: ")
+        raise InvalidDNA(error.field, f"tenant {tenant_id!r}: {detail}") from error
+
+
+def checked_ids(
+    tenant_id: str, record: Record, max_version: int = MAX_VERSION
+) -> tuple[int, int]:
+    """A record's ``(version, incarnation)`` for ``restore``; ``ValueError`` if off."""
+    version, incarnation = record.version, record.incarnation
+    if not isinstance(version, int) or not 1 <= version <= max_version:
+        msg = (
+            f"tenant {tenant_id!r}: version: expected an int in 1 .. {max_version}, "
+            f"got {version!r}"
+        )
+        raise ValueError(msg)
+    if not isinstance(incarnation, int) or not 1 <= incarnation <= MAX_INCARNATION:
+        msg = (
+            f"tenant {tenant_id!r}: incarnation: expected an int in 1 .. 2**63 - 1, "
+            f"got {incarnation!r}"
+        )
+        raise ValueError(msg)
+    return int(version), int(incarnation)
+
+
+def parse_row(
+    name: str, tenant_id: str, version: Any, incarnation: Any, text: Any
+) -> Record:
+    """A stored row (JSON profile text) as a record; ``StorageError`` if invalid.
+
+    ``name`` is the database's, for the message.
+    """
+    try:
+        if not isinstance(version, int) or version < 1:
+            msg = f"version: expected an int >= 1, got {version!r}"
+            raise ValueError(msg)
+        if not isinstance(incarnation, int) or not 1 <= incarnation <= MAX_INCARNATION:
+            msg = f"incarnation: expected an int in 1 .. 2**63 - 1, got {incarnation!r}"
+            raise ValueError(msg)
+        if not isinstance(text, str):
+            msg = f"dna: expected JSON text, got {type(text).__name__}"
+            raise ValueError(msg)
+        dna = TenantDNA.from_dict(json.loads(text))
+    except (ValueError, TypeError, RecursionError) as error:
+        msg = f"{name}: the stored profile of tenant {tenant_id!r} is invalid: {error}"
+        raise StorageError(msg) from error
+    return Record(dna, version, incarnation)
