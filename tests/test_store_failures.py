@@ -299,6 +299,31 @@ def test_an_actor_serving_several_tenants_stopped_repeatedly_loses_nothing() -> 
         assert store.stats().actors_replaced == 5
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "the writer actor of a durable store is not supervised: once it is "
+        "stopped from outside, TenantActor._submit's tell raises "
+        "ActorDeadError and every later change of every tenant is answered "
+        'StorageError("the store\'s writer has stopped") until the store is '
+        "closed; the registry replaces only tenant actors"
+    ),
+)
+def test_a_writer_stopped_from_outside_is_replaced_and_commits_go_on(
+    tmp_path: Path,
+) -> None:
+    url = f"sqlite:///{tmp_path / 'w.db'}"
+    with TenantDNAStore(url, exit_timeout=WAIT) as store:
+        store.update_from_session("acme", PROBE, alpha=0.01)
+        writer = store._context.writer
+        assert writer is not None
+        writer.stop(timeout=WAIT)
+        future = store.update_from_session_async("acme", PROBE, alpha=0.01)
+        assert sessions_applied(answers([future])[0]) == 2
+    with TenantDNAStore(url) as reopened:
+        assert sessions_applied(reopened.get("acme")) == 2
+
+
 class Failure(RuntimeError):
     """What the sabotaged actor raises."""
 
