@@ -101,6 +101,12 @@ class Refresh(Operation):
     __slots__ = ()
 
 
+class Resubmit(Operation):
+    """The writer was lost: send the commit in flight again, if it is still."""
+
+    __slots__ = ()
+
+
 class Settle(Operation):
     """The outcome of the tenant's commit in flight, from the writer.
 

@@ -125,6 +125,7 @@ class Context:
         self.activations = Counter()  # profiles loaded into a cell
         self.passivations = Counter()  # cells retired
         self.replaced = 0  # registry-owned
+        self.closing = False  # set once the store starts closing
         self.commits = 0  # writer-owned (or counted by inline actors below)
         self.inline_commits = Counter()
         self.changes_committed = 0  # writer-owned

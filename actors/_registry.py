@@ -7,9 +7,10 @@ from typing import TYPE_CHECKING, Any
 
 import pykka
 
-from actors._cell import Flush, TenantCell
+from actors._cell import Flush, Resubmit, TenantCell
 from actors._context import WAKE
 from actors._tenant import TenantActor
+from actors._writer import Writer
 
 if TYPE_CHECKING:
     from actors._context import Context
@@ -44,6 +45,8 @@ class Registry(pykka.ThreadingActor):
                 self._wake(message[1])
             elif kind == "lost":
                 self._replace(message[1], message[2])
+            elif kind == "writer_lost":
+                self._replace_writer(message[1])
             elif kind == "flush":
                 return self._flush()
             elif kind == "close":
@@ -102,6 +105,19 @@ class Registry(pykka.ThreadingActor):
                 ready.append(cell)
         self._context.woken[slot] = True
         host.tell(WAKE)
+
+    def _replace_writer(self, lost: pykka.ActorRef[Any]) -> None:
+        context = self._context
+        if self._closing or context.closing or context.writer is not lost:
+            return  # closing, or already replaced
+        context.writer = Writer.start(context)
+        context.replaced += 1
+        self._log.error("writer_lost")
+        # Commits the lost writer never made are sent again; one it made has
+        # its outcome in the mailbox before this, and then nothing is resent.
+        for cell in list(context.directory.values()):
+            if cell.in_flight is not None:
+                cell.post(Resubmit(), context)
 
     def _flush(self) -> list[pykka.Future[Any]]:
         # Every cell with work queued, under way, or being drained; the copy

@@ -118,14 +118,10 @@ class TenantDNAStore:
         stops: list[queue.SimpleQueue[None]] = []
         if not inline:
             context.writer = Writer.start(context)
-            stops.append(
-                start_ticker(context.writer, min(staleness / 2, flush_interval))
-            )
+            stops.append(start_ticker(context, min(staleness / 2, flush_interval)))
             if type(storage).wait_for_commit is not Storage.wait_for_commit:
                 # Told of other processes' commits: seen in milliseconds.
-                stops.append(
-                    start_watcher(context.writer, storage.clone(), staleness / 2)
-                )
+                stops.append(start_watcher(context, storage.clone(), staleness / 2))
         self._closed = False
         self._close_calls = itertools.count()
         self._closed_signal: Reply[None] = Reply()
@@ -475,6 +471,7 @@ def _shut_down(
             host.actor_stopped.wait(left())
         for stop in stops:
             stop.put(None)
+        context.closing = True
         if context.writer is not None:
             context.writer.stop(timeout=left())
         registry.stop(timeout=left())

@@ -19,6 +19,7 @@ from actors._cell import (
     Flush,
     Operation,
     Refresh,
+    Resubmit,
     Save,
     Settle,
     TenantCell,
@@ -181,6 +182,9 @@ class TenantActor(pykka.ThreadingActor):
                     self._flush(cell, operation)
                 elif kind is Refresh:
                     self._refresh(cell)
+                elif kind is Resubmit:
+                    if cell.in_flight is not None and cell.change is not None:
+                        self._send(cell, cell.change, urgent=True)
                 else:
                     self._apply(cell, operation)
             operation = None
@@ -340,12 +344,28 @@ class TenantActor(pykka.ThreadingActor):
                     self._context.inline_changes.add()
                     self._settle(cell, outcome)
             else:
-                urgent = erase or any(type(op) is Flush for op in batch)
-                try:
-                    assert self._context.writer is not None
-                    self._context.writer.tell(("commit", cell, change, urgent))
-                except pykka.ActorDeadError:
-                    self._settle(cell, StorageError("the store's writer has stopped"))
+                self._send(
+                    cell, change, erase or any(type(op) is Flush for op in batch)
+                )
+
+    def _send(self, cell: TenantCell, change: Change, urgent: bool) -> None:
+        """Hand the commit in flight to the writer (set before: a lost writer's
+        replacement finds it there and has it sent again)."""
+        context = self._context
+        writer = context.writer
+        assert writer is not None
+        try:
+            writer.tell(("commit", cell, change, urgent))
+        except pykka.ActorDeadError:
+            replacement = context.writer
+            if replacement is not None and replacement is not writer:
+                with contextlib.suppress(pykka.ActorDeadError):
+                    replacement.tell(("commit", cell, change, urgent))
+                    return
+            # Not replaced yet: the registry will, and will resubmit this.
+            assert context.registry is not None
+            with contextlib.suppress(pykka.ActorDeadError):
+                context.registry.tell(("writer_lost", writer))
 
     def _settle(
         self, cell: TenantCell, outcome: Any, scrub: StorageError | None = None

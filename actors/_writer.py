@@ -76,7 +76,20 @@ class Writer(pykka.ThreadingActor):
             self._log.error("writer_failed", error=repr(error))
 
     def on_stop(self) -> None:
+        # The outcomes of what it holds are posted before the registry hears
+        # of the loss, so a resubmission never overtakes them.
         self._commit()
+        if not self._context.closing:
+            self._lost()
+
+    def on_failure(self, *exc_info: Any) -> None:
+        self._lost()
+
+    def _lost(self) -> None:
+        registry = self._context.registry
+        if registry is not None:
+            with contextlib.suppress(pykka.ActorDeadError):
+                registry.tell(("writer_lost", self.actor_ref))
 
     def _commit(self) -> None:
         self._urgent = False
@@ -151,10 +164,18 @@ class Writer(pykka.ThreadingActor):
             cell.post(Refresh(), self._context)
 
 
+def _tell_writer(context: Context, message: tuple[str]) -> None:
+    # The writer of now: a lost one is replaced by the registry.
+    writer = context.writer
+    if writer is not None:
+        with contextlib.suppress(pykka.ActorDeadError):
+            writer.tell(message)
+
+
 def start_watcher(
-    writer: pykka.ActorRef[Writer], storage: Storage, timeout: float
+    context: Context, storage: Storage, timeout: float
 ) -> queue.SimpleQueue[None]:
-    """Have ``writer`` poll as soon as ``storage`` hears of another's commit.
+    """Have the writer poll as soon as ``storage`` hears of another's commit.
 
     For backends told of commits (PostgreSQL's ``LISTEN``): the thread waits
     on its own connection, ``timeout`` s at most at a time, and stops once the
@@ -174,9 +195,7 @@ def start_watcher(
                         stop.get(timeout=timeout)
                         return
                 if heard:
-                    writer.tell(("poll",))
-        except pykka.ActorDeadError:
-            pass
+                    _tell_writer(context, ("poll",))
         finally:
             with contextlib.suppress(Exception):
                 storage.close()
@@ -185,10 +204,8 @@ def start_watcher(
     return stop
 
 
-def start_ticker(
-    writer: pykka.ActorRef[Writer], interval: float
-) -> queue.SimpleQueue[None]:
-    """Tell ``writer`` a ``tick`` every ``interval`` s, until the queue gets an item."""
+def start_ticker(context: Context, interval: float) -> queue.SimpleQueue[None]:
+    """Tell the writer a ``tick`` every ``interval`` s, until the queue gets an item."""
     stop: queue.SimpleQueue[None] = queue.SimpleQueue()
 
     def run() -> None:
@@ -196,10 +213,7 @@ def start_ticker(
             try:
                 stop.get(timeout=interval)
             except queue.Empty:
-                try:
-                    writer.tell(("tick",))
-                except pykka.ActorDeadError:
-                    return
+                _tell_writer(context, ("tick",))
             else:
                 return
 

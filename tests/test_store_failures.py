@@ -299,16 +299,6 @@ def test_an_actor_serving_several_tenants_stopped_repeatedly_loses_nothing() -> 
         assert store.stats().actors_replaced == 5
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "the writer actor of a durable store is not supervised: once it is "
-        "stopped from outside, TenantActor._submit's tell raises "
-        "ActorDeadError and every later change of every tenant is answered "
-        'StorageError("the store\'s writer has stopped") until the store is '
-        "closed; the registry replaces only tenant actors"
-    ),
-)
 def test_a_writer_stopped_from_outside_is_replaced_and_commits_go_on(
     tmp_path: Path,
 ) -> None:
