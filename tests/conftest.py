@@ -1,9 +1,10 @@
-"""Shared fixtures: a controllable clock for ``last_updated``."""
+"""Shared fixtures and helpers: a clock, probes, threads released together."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -75,3 +76,32 @@ def learned(dna: TenantDNA) -> dict[str, object]:
     fields = dna.to_dict()
     del fields["last_updated"]
     return fields
+
+
+def run_threads(count: int, work: Callable[[int], None], timeout: float = 60) -> None:
+    """Run ``work(i)`` in ``count`` threads released together; re-raise a failure.
+
+    The threads are named ``caller-<i>``. A thread still running after
+    ``timeout`` seconds fails the test (a hang), as does one held at the start.
+    """
+    start = threading.Barrier(count)
+    failures: list[BaseException] = []
+
+    def body(index: int) -> None:
+        try:
+            start.wait(timeout=timeout)
+            work(index)
+        except BaseException as error:
+            failures.append(error)
+
+    threads = [
+        threading.Thread(target=body, args=(i,), name=f"caller-{i}")
+        for i in range(count)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=timeout)
+    assert not any(thread.is_alive() for thread in threads), "a thread hung"
+    if failures:
+        raise failures[0]

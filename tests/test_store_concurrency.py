@@ -5,7 +5,6 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from collections.abc import Callable
 from typing import Any
 
 import pykka
@@ -16,31 +15,10 @@ from actors._cell import TenantCell
 from actors._registry import Registry
 from actors._tenant import TenantActor
 from dna import TenantDNA
-from tests.conftest import PROBE, learned, sessions_applied
+from tests.conftest import PROBE, learned, run_threads, sessions_applied
 
 THREADS = 16
 CALLS = 125
-
-
-def run_threads(count: int, work: Callable[[int], None]) -> None:
-    """Run ``work(i)`` in ``count`` threads released together; re-raise failures."""
-    start = threading.Barrier(count)
-    failures: list[BaseException] = []
-
-    def body(index: int) -> None:
-        start.wait()
-        try:
-            work(index)
-        except BaseException as error:
-            failures.append(error)
-
-    threads = [threading.Thread(target=body, args=(i,)) for i in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
-    assert not any(thread.is_alive() for thread in threads), "a thread hung"
-    assert failures == []
 
 
 def test_no_lost_updates_on_one_tenant(store: TenantDNAStore) -> None:

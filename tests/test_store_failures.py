@@ -25,7 +25,7 @@ import pytest
 from actors import TenantDNAStore
 from actors._tenant import TenantActor
 from dna import InvalidSessionMetrics, TenantDNA
-from tests.conftest import PROBE, learned, sessions_applied
+from tests.conftest import PROBE, learned, run_threads, sessions_applied
 
 ROOT = Path(__file__).resolve().parent.parent
 # Children import this checkout's packages, wherever it lives.
@@ -69,27 +69,6 @@ def attach_handler() -> Iterator[Callable[[logging.Handler], None]]:
 
 def store_url(backend: str, tmp_path: Path) -> str | None:
     return None if backend == "memory" else f"sqlite:///{tmp_path / 'profiles.db'}"
-
-
-def run_threads(count: int, work: Callable[[int], None]) -> None:
-    """Run ``work(i)`` in ``count`` threads released together; re-raise failures."""
-    start = threading.Barrier(count)
-    failures: list[BaseException] = []
-
-    def body(index: int) -> None:
-        try:
-            start.wait(timeout=WAIT)
-            work(index)
-        except BaseException as error:
-            failures.append(error)
-
-    threads = [threading.Thread(target=body, args=(i,)) for i in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    assert not any(thread.is_alive() for thread in threads), "a caller hung"
-    assert failures == []
 
 
 def answers(futures: list[pykka.Future[Any]], seconds: float = WAIT) -> list[Any]:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pykka
@@ -30,7 +30,7 @@ from actors._cell import TenantCell
 from actors._future import Reply
 from actors._tenant import TenantActor
 from dna import TenantDNA
-from tests.conftest import PROBE, sessions_applied
+from tests.conftest import PROBE, run_threads, sessions_applied
 
 WAIT = 5.0  # seconds an answer may take before the caller counts as left waiting
 LINGER = 0.002  # seconds a hook holds a window open
@@ -45,31 +45,6 @@ def fast_switching() -> Iterator[None]:
         yield
     finally:
         sys.setswitchinterval(previous)
-
-
-def run_threads(count: int, work: Callable[[int], None]) -> None:
-    """Run ``work(i)`` in ``count`` threads released together; re-raise failures."""
-    start = threading.Barrier(count)
-    failures: list[BaseException] = []
-
-    def body(index: int) -> None:
-        try:
-            start.wait(timeout=WAIT)
-            work(index)
-        except BaseException as error:
-            failures.append(error)
-
-    threads = [
-        threading.Thread(target=body, args=(i,), name=f"caller-{i}")
-        for i in range(count)
-    ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    assert not any(thread.is_alive() for thread in threads), "a thread hung"
-    if failures:
-        raise failures[0]
 
 
 def update(store: TenantDNAStore, tenant_id: str) -> TenantDNA:
