@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import queue
 import threading
+import weakref
 from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
@@ -131,7 +132,9 @@ class Context:
         self.changes_committed = 0  # writer-owned
         self.inline_changes = Counter()
         self._local = threading.local()
-        self._clones: list[Storage] = []
+        # Weakly: a thread's connection goes with the thread (its local), and
+        # those still open are closed with the store.
+        self._clones: weakref.WeakSet[Storage] = weakref.WeakSet()
 
     def wake(self, cell: TenantCell) -> None:
         """Have ``cell`` drained by its slot's actor (its token is set)."""
@@ -172,7 +175,7 @@ class Context:
         if clone is None:
             clone = self._local.storage = self.storage.clone()
             if clone is not self.storage:
-                self._clones.append(clone)
+                self._clones.add(clone)
         return clone
 
     def release(self) -> None:
@@ -186,9 +189,14 @@ class Context:
 
     def close_clones(self) -> None:
         """Close every thread's connection (the store is closed)."""
-        for clone in self._clones:
+        while True:
+            try:
+                clones = list(self._clones)
+            except RuntimeError:  # a thread added one meanwhile: look again
+                continue
+            break
+        for clone in clones:
             try:
                 clone.close()
             except Exception:  # closing must go on
                 continue
-        self._clones.clear()

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -362,3 +364,20 @@ def test_errors_come_in_order_closed_then_id_then_metrics() -> None:
         store.update_from_session("", bad_metrics)
     with pytest.raises(StoreClosed):
         store.update_from_session_async("acme", bad_metrics)
+
+
+def test_threads_that_come_and_go_leave_no_connection_behind(
+    tmp_path: Path,
+) -> None:
+    # (Counted as connection objects: SQLite itself keeps the file handles of
+    # closed connections open while others in the process hold its locks.)
+    with TenantDNAStore(tmp_path / "profiles.db") as store:
+        store.update_from_session("acme", {"tokens_used": 10})
+        for _ in range(100):
+            # A read of a tenant not in memory opens this thread's connection.
+            reader = threading.Thread(target=store.get, args=("nobody",))
+            reader.start()
+            reader.join(timeout=10)
+        gc.collect()
+        # This thread's and the writer's, not one per thread that ended.
+        assert len(store._context._clones) <= 2
