@@ -572,3 +572,79 @@ def test_async_store_contender_serves_a_fresh_sqlite_file() -> None:
     assert read == updated
     assert commits >= 1
     assert not folder.exists()
+
+
+def test_population_quick_run_stores_every_tenant_and_reads_evicted_ones_back(
+    tmp_path: Path,
+) -> None:
+    tenants = 3_000
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench.population",
+            "--quick",
+            "--tenants",
+            str(tenants),
+            # Fire-and-forget on SQLite is out of the default runs (too slow
+            # at a million); a small population still checks it.
+            "--sqlite-writes",
+            "async,ack",
+            "--out",
+            str(tmp_path),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "first touch" in result.stdout
+    report = json.loads((tmp_path / "population.json").read_text())
+    assert report["tenants"] == tenants
+    assert report["threads"] == 16
+    lock = report["lock"]
+    for phase in ("first_touch", "read"):
+        assert lock[phase]["ops_per_s"] > 0
+    runs = report["runs"]
+    assert set(runs) == {
+        f"{storage}/store-{mode}"
+        for storage in ("memory", "sqlite")
+        for mode in ("async", "ack")
+    }
+    for label, run in runs.items():
+        assert "error" not in run, f"{label}: {run.get('error')}"
+        assert run["first_touch"]["ops"] == tenants
+        assert run["first_touch"]["x_lock"] > 0
+        assert isinstance(run["threads_peak"], int)
+        assert run["threads_peak_net"] == run["threads_peak"] - 16
+        assert isinstance(run["rss_growth_bytes"], int)
+        # max_resident is a tenth of the population in a quick run.
+        assert run["max_resident"] == tenants // 10
+        for stats in (run["stats_after_first_touch"], run["stats_end"]):
+            assert stats["tenants"] == tenants
+            assert stats["resident"] <= run["max_resident"]
+            assert stats["changes_queued"] == 0
+            assert stats["storage_errors"] == 0
+        correct = run["correctness"]
+        assert correct["stored"] == tenants
+        assert correct["stored_equals_n"]
+        assert correct["lost_updates"] == 0
+        assert correct["mismatched"] == 0
+        sample = correct["evicted_sample"]
+        assert sample["checked"] > 0
+        assert sample["equal"] == sample["checked"]
+        assert sample["evicted"] > 0
+        assert sample["evicted_equal"] == sample["evicted"]
+        assert set(run["targets"]) >= {
+            "stored == N, 0 lost, 0 mismatched",
+            "evicted sample read back equal",
+        }
+    for storage in ("memory", "sqlite"):
+        assert "read" in runs[f"{storage}/store-async"]
+        erase = runs[f"{storage}/store-async"]["erase"]
+        assert erase["ops"] > 0
+        assert erase["stored_after"] == tenants - erase["ops"]
+        assert erase["still_readable"] == 0
+        assert erase["stats_after"]["resident"] <= tenants // 10
