@@ -726,7 +726,7 @@ def table(result: dict[str, Any]) -> str:
     lines.append("\ntargets:")
     for label, run in runs.items():
         for name, ok in run.get("targets", {}).items():
-            lines.append(f"  {label:<22}{name:<40}{_verdict(ok)}")
+            lines.append(f"  {label:<22}{name:<44}{_verdict(ok)}")
     return "\n".join(lines)
 
 
