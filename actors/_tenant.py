@@ -34,6 +34,10 @@ if TYPE_CHECKING:
     from actors._context import Context
 
 
+EVICTION_LOOKS = 8
+"""Cells an actor looks at for retirement after each drain, at most."""
+
+
 class TenantActor(pykka.ThreadingActor):
     """Applies every change to the tenants of its slot, each in mailbox order.
 
@@ -138,9 +142,11 @@ class TenantActor(pykka.ThreadingActor):
     def _evict(self) -> None:
         """Retire the least recently used idle cells down to the quota."""
         cells = self._cells
-        # Each cell is looked at most twice (second chance), so a slot full
-        # of busy cells cannot keep the actor here.
-        for _ in range(2 * len(cells)):
+        # A fixed number of looks per drain, as a clock hand moves: a drain
+        # adds at most one cell, so the slot stays at its quota unless cells
+        # cannot go yet (a commit in flight, a recent read); those go to the
+        # back and are looked at again later, never all at once.
+        for _ in range(EVICTION_LOOKS):
             if len(cells) <= self._quota:
                 return
             cell, _ = cells.popitem(last=False)
@@ -220,6 +226,12 @@ class TenantActor(pykka.ThreadingActor):
 
     def _apply(self, cell: TenantCell, operation: Operation) -> None:
         """Apply one change to the working profile and hold it until committed."""
+        if not cell.loaded and type(operation) is Delete:
+            # An erasure overwrites whatever is stored: nothing to read first.
+            cell.loaded = True
+            cell.base = None
+            cell.working = STALE
+            cell.published = None
         if not cell.loaded:
             try:
                 self._load(cell)

@@ -16,6 +16,7 @@ import pykka
 import pytest
 
 from actors import InvalidTenantId, StoreClosed, TenantDNAStore
+from actors._tenant import EVICTION_LOOKS, TenantActor
 from dna import InvalidSessionMetrics, TenantDNA
 from tests.conftest import PROBE, SEED_SESSION, learned, sessions_applied
 
@@ -381,3 +382,43 @@ def test_threads_that_come_and_go_leave_no_connection_behind(
         gc.collect()
         # This thread's and the writer's, not one per thread that ended.
         assert len(store._context._clones) <= 2
+
+
+def test_eviction_looks_at_a_bounded_number_of_cells_per_drain(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # Fire-and-forget first touches on a file keep many cells busy (their
+    # commits in flight) past the quota; eviction must not scan them all on
+    # every drain (that made 40,000 first touches take minutes).
+    drains = retires = 0
+    drain, retire = TenantActor._drain, TenantActor._retire
+
+    def counted_drain(actor: TenantActor, cell: Any) -> None:
+        nonlocal drains
+        drains += 1
+        drain(actor, cell)
+
+    def counted_retire(actor: TenantActor, cell: Any) -> bool:
+        nonlocal retires
+        retires += 1
+        return retire(actor, cell)
+
+    monkeypatch.setattr(TenantActor, "_drain", counted_drain)
+    monkeypatch.setattr(TenantActor, "_retire", counted_retire)
+    with TenantDNAStore(tmp_path / "profiles.db", max_resident=40) as store:
+        for index in range(3000):
+            store.update_from_session_async(f"tenant-{index}", {"tokens_used": 5})
+        store.flush(timeout=60)
+        assert store.stats().resident <= 40 + 4  # a cell per slot may be busy
+    assert retires <= (EVICTION_LOOKS + 1) * drains
+
+
+def test_erasing_a_tenant_not_in_memory_reads_nothing_first(tmp_path: Path) -> None:
+    with TenantDNAStore(tmp_path / "profiles.db", max_resident=4) as store:
+        for index in range(50):
+            store.update_from_session(f"tenant-{index}", {"tokens_used": 5})
+        before = store.stats().activations
+        store.delete("tenant-0")  # long since evicted
+        assert store.stats().activations == before
+        assert store.get_versioned("tenant-0").version == 0
+        assert "tenant-0" not in store.list_tenants()
