@@ -31,9 +31,9 @@ the next one's growth), one after another:
 * ``memory / store-ack`` — a fresh store, the same first touches acknowledged
   (``update_from_session``), and the check of every tenant;
 * ``sqlite / store-ack`` — the same on ``sqlite:///<fresh temp dir>/dna.db``
-  (``durability="commit"``) with ``max_resident=10,000``, acknowledged first
-  touches doing the reads, the check and the erasure; fire-and-forget there
-  only with ``--sqlite-writes async,ack`` (see :data:`WRITES`).
+  (``durability="commit"``) with ``max_resident=10,000``, first touches
+  fire-and-forget and acknowledged (see :data:`WRITES`), the reads, the check
+  and the erasure.
 
 **The figures.** ops/s of each phase and its ratio to ``lock``'s same phase;
 RSS growth from just before the store is built to just after the first
@@ -74,6 +74,7 @@ from typing import Any
 
 import structlog
 
+from actors import DEFAULT_MAX_ACTIVE
 from bench.contenders import LockedDict
 from bench.report import machine
 from bench.run import ThreadPeak, _trim_heap, os_threads, rss_bytes
@@ -90,13 +91,11 @@ QUICK = {"tenants": 20_000, "reads": 20_000, "sqlite_erase": 100}
 ERASE_SHARE = 5
 """By default one tenant in five is erased: 200,000 of 1,000,000."""
 SQLITE_MAX_RESIDENT = 10_000
-WRITES = {"memory": "async,ack", "sqlite": "ack"}
-"""The first-touch runs per storage by default. Fire-and-forget on SQLite is
-left out (``--sqlite-writes async,ack`` puts it back): a burst of distinct
-tenants there costs time quadratic in the changes in flight (each drain scans
-every busy cell of the slot for one to evict; 20,000 tenants take 9 s, 60,000
-take 79 s), so a million would not end."""
-MAX_ACTIVE = 32
+WRITES = {"memory": "async,ack", "sqlite": "async,ack"}
+"""The first-touch runs per storage by default (``--memory-writes``,
+``--sqlite-writes``)."""
+MAX_ACTIVE = DEFAULT_MAX_ACTIVE
+"""The store's own default: the population runs as a service would."""
 
 TARGET_FIRST_TOUCH_X_LOCK = 0.5
 TARGET_MEMORY_BYTES_PER_TENANT = 600
