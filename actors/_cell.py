@@ -197,7 +197,9 @@ class TenantCell:
         self.scheduled = False
         self.draining = False
         self.retired = False
-        self.recent = True
+        # A cell's place in its actor's order says when it last changed; this
+        # says it was read since the eviction clock last looked.
+        self.recent = False
         self.closed = False
         self.loaded = False
         self.base: Record | None = None

@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 
 
 EVICTION_LOOKS = 8
-"""Cells an actor looks at for retirement after each drain, at most."""
+"""Cells an actor may pass over (busy, or read lately) per drain, at most."""
 
 
 class TenantActor(pykka.ThreadingActor):
@@ -142,19 +142,21 @@ class TenantActor(pykka.ThreadingActor):
     def _evict(self) -> None:
         """Retire the least recently used idle cells down to the quota."""
         cells = self._cells
-        # A fixed number of looks per drain, as a clock hand moves: a drain
-        # adds at most one cell, so the slot stays at its quota unless cells
-        # cannot go yet (a commit in flight, a recent read); those go to the
-        # back and are looked at again later, never all at once.
-        for _ in range(EVICTION_LOOKS):
-            if len(cells) <= self._quota:
-                return
+        # Like a clock hand: a cell that can go is retired; one that cannot yet
+        # (a commit in flight, a read since the last look) goes to the back.
+        # Only those skips are bounded per drain, so a slot full of busy cells
+        # costs a few looks, not a scan of them all, and idle cells past the
+        # quota always go.
+        skipped = 0
+        while len(cells) > self._quota and skipped < EVICTION_LOOKS:
             cell, _ = cells.popitem(last=False)
             if cell.recent:
                 cell.recent = False
                 cells[cell] = None
+                skipped += 1
             elif not self._retire(cell):
                 cells[cell] = None
+                skipped += 1
 
     def _retire(self, cell: TenantCell) -> bool:
         """Drop an idle cell from memory; ``False`` if anything reached it."""
