@@ -8,14 +8,13 @@ raises (chaining what it raised), and leaves the profile as it was.
 from __future__ import annotations
 
 import unicodedata
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-import dna as dna_module
 from actors import InvalidTenantId, check_tenant_id
 from dna import (
     SESSION_METRIC_KEYS,
@@ -40,16 +39,8 @@ from tests.strategies import (
     session_metrics,
 )
 
-
-@pytest.fixture(autouse=True)
-def _ticking_clock() -> Iterator[None]:
-    # A clock that always moves makes "the profile did not change" meaningful.
-    ticks = iter(range(10**9))
-    previous = dna_module.set_clock(lambda: float(next(ticks)))
-    try:
-        yield
-    finally:
-        dna_module.set_clock(previous)
+# A clock that always moves makes "the profile did not change" meaningful.
+pytestmark = pytest.mark.usefixtures("clock")
 
 
 def _seeded() -> TenantDNA:

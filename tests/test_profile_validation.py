@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from fractions import Fraction
 from types import MappingProxyType
 from typing import Any, NamedTuple
@@ -11,7 +10,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-import dna as dna_module
 from dna import (
     InvalidDNA,
     InvalidSessionMetrics,
@@ -30,16 +28,8 @@ from tests.strategies import (
     unit,
 )
 
-
-@pytest.fixture(autouse=True)
-def _ticking_clock() -> Iterator[None]:
-    # A clock that always moves makes "last_updated did not change" meaningful.
-    ticks = iter(range(10**9))
-    previous = dna_module.set_clock(lambda: float(next(ticks)))
-    try:
-        yield
-    finally:
-        dna_module.set_clock(previous)
+# A clock that always moves makes "the profile did not change" meaningful.
+pytestmark = pytest.mark.usefixtures("clock")
 
 
 def _seeded() -> TenantDNA:
