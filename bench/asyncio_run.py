@@ -33,7 +33,7 @@ from bench.run import (
     ThreadPeak,
     _commits,
     _trim_heap,
-    percentile,
+    measured,
     rss_bytes,
 )
 from bench.workload import Op, Plan, applied_sessions
@@ -169,26 +169,15 @@ def run_once_in_loop(spec: ContenderSpec, plan: Plan, round_: int = 0) -> Measur
         contender = cast(AsyncContender, spec.make())
         figures, rss_after = asyncio.run(_run(plan, contender, threads_peak))
     elapsed_ns, latencies, stall_ns, lost, commits = figures
-    return Measurement(
-        scenario=plan.scenario.name,
-        contender=spec.name,
-        storage=spec.storage,
-        round=round_,
-        threads=plan.scenario.threads,
-        ops=plan.ops,
-        updates=plan.updates,
-        tenants=plan.tenants,
-        seconds=elapsed_ns / 1e9,
-        p50_us=percentile(latencies, 0.50) / 1e3,
-        p99_us=percentile(latencies, 0.99) / 1e3,
+    return measured(
+        spec,
+        plan,
+        round_,
+        elapsed_ns=elapsed_ns,
+        latencies=latencies,
         threads_peak=threads_peak.peak,
-        rss_growth_bytes=(
-            None
-            if rss_before is None or rss_after is None
-            else max(0, rss_after - rss_before)
-        ),
-        probe_sessions=sum(plan.probes.values()),
-        lost_updates=lost,
-        loop_stall_ms=stall_ns / 1e6,
+        rss=(rss_before, rss_after),
+        lost=lost,
         commits=commits,
+        loop_stall_ms=stall_ns / 1e6,
     )

@@ -274,6 +274,36 @@ def run_once(spec: ContenderSpec, plan: Plan, round_: int = 0) -> Measurement:
             threads_peak.sample()
         finally:
             contender.close()
+    return measured(
+        spec,
+        plan,
+        round_,
+        elapsed_ns=elapsed_ns,
+        latencies=latencies,
+        threads_peak=threads_peak.peak,
+        rss=(rss_before, rss_after),
+        lost=lost,
+        commits=None
+        if commits_before is None or commits_after is None
+        else commits_after - commits_before,
+    )
+
+
+def measured(
+    spec: ContenderSpec,
+    plan: Plan,
+    round_: int,
+    *,
+    elapsed_ns: int,
+    latencies: Sequence[int],
+    threads_peak: int,
+    rss: tuple[int | None, int | None],
+    lost: int,
+    commits: int | None,
+    loop_stall_ms: float | None = None,
+) -> Measurement:
+    """The :class:`Measurement` of one run, from what the runner timed and counted."""
+    rss_before, rss_after = rss
     return Measurement(
         scenario=plan.scenario.name,
         contender=spec.name,
@@ -286,7 +316,7 @@ def run_once(spec: ContenderSpec, plan: Plan, round_: int = 0) -> Measurement:
         seconds=elapsed_ns / 1e9,
         p50_us=percentile(latencies, 0.50) / 1e3,
         p99_us=percentile(latencies, 0.99) / 1e3,
-        threads_peak=threads_peak.peak,
+        threads_peak=threads_peak,
         rss_growth_bytes=(
             None
             if rss_before is None or rss_after is None
@@ -294,9 +324,8 @@ def run_once(spec: ContenderSpec, plan: Plan, round_: int = 0) -> Measurement:
         ),
         probe_sessions=sum(plan.probes.values()),
         lost_updates=lost,
-        commits=None
-        if commits_before is None or commits_after is None
-        else commits_after - commits_before,
+        loop_stall_ms=loop_stall_ms,
+        commits=commits,
     )
 
 
