@@ -9,7 +9,7 @@ another thread.
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -65,6 +65,17 @@ class Change:
     the change is written only if the stored record is still that one; a
     forced change (a ``save`` without an expected version, an erasure)
     overwrites whatever is stored.
+
+    ``rebase`` says how to compute the change again from another profile.
+    When the stored record is not the base but the tenant is stored, the
+    commit calls it, inside its transaction and with the record locked
+    against other writers, with a copy of the stored profile (the caller's to
+    change), and writes what it returns (checked like ``dna``) instead of
+    ``dna``: the change is answered ``Committed`` with that profile as
+    ``rebased``, not ``Conflict``. A tenant absent while the base was not
+    (erased meanwhile) is still a conflict, and so is a rebase that raises.
+    It may be called more than once (a transaction started over), each time
+    on a fresh copy; it must not touch anything another thread uses.
     """
 
     tenant_id: str
@@ -72,13 +83,19 @@ class Change:
     base_version: int
     base_incarnation: int
     force: bool = False
+    rebase: Callable[[TenantDNA], TenantDNA] | None = None
 
 
 class Committed(NamedTuple):
-    """The change was written: the record now has this version (0: erased)."""
+    """The change was written: the record now has this version (0: erased).
+
+    ``rebased`` is the profile written when the change was rebased on a newer
+    stored record (see :class:`Change`), else ``None`` (its ``dna`` was).
+    """
 
     version: int
     incarnation: int
+    rebased: TenantDNA | None = None
 
 
 class Conflict(NamedTuple):

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 import secrets
-from typing import Any, Final
+from collections.abc import Callable
+from typing import Any, Final, TypeVar
 
 from dna import InvalidDNA, TenantDNA, check_profile
-from storage._base import Record, StorageError
+from storage._base import Change, Record, StorageError
+
+Encoded = TypeVar("Encoded")
 
 MAX_INCARNATION: Final = 2**63 - 1
 MAX_VERSION: Final = 2**63 - 1
@@ -74,3 +77,24 @@ def parse_row(
         msg = f"{name}: the stored profile of tenant {tenant_id!r} is invalid: {error}"
         raise StorageError(msg) from error
     return Record(dna, version, incarnation)
+
+
+def rebased(
+    change: Change,
+    stored: Record | None,
+    encode: Callable[[str, TenantDNA], Encoded],
+) -> tuple[TenantDNA, Encoded] | None:
+    """A conflicting change computed again on ``stored``, and its encoding.
+
+    ``None`` when it cannot be: no ``rebase``, a forced change or an erasure,
+    nothing stored, or the rebase (or the check of what it returned) raised.
+    The rebase gets a copy: ``stored`` stays as it was, for a ``Conflict``.
+    """
+    rebase = change.rebase
+    if rebase is None or change.force or change.dna is None or stored is None:
+        return None
+    try:
+        dna = rebase(stored.dna.copy())
+        return dna, encode(change.tenant_id, dna)
+    except Exception:  # the change conflicts; its owner computes it again
+        return None

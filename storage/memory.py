@@ -63,6 +63,7 @@ from storage._records import (
     checked_copy,
     checked_ids,
     new_incarnation,
+    rebased,
 )
 
 ERASURE_LOG: Final = 10_000
@@ -403,7 +404,8 @@ class MemoryStorage(Storage):
             staged: dict[str, bytes | None] = {}  # None: absent
             outcomes: list[Outcome] = []
             records = db.records
-            for change, body in zip(changes, bodies, strict=True):
+            for change, given in zip(changes, bodies, strict=True):
+                body = given
                 tenant_id = change.tenant_id
                 current = (
                     staged[tenant_id] if tenant_id in staged else records.get(tenant_id)
@@ -412,12 +414,17 @@ class MemoryStorage(Storage):
                     version = incarnation = 0
                 else:
                     _, version, incarnation = _IDS.unpack_from(current)
+                rebase: TenantDNA | None = None
                 if not change.force and (
                     version != change.base_version
                     or incarnation != change.base_incarnation
                 ):
-                    outcomes.append(Conflict(self._exposed(tenant_id, current)))
-                    continue
+                    record = self._exposed(tenant_id, current)
+                    again = rebased(change, record, encode)
+                    if again is None:
+                        outcomes.append(Conflict(record))
+                        continue
+                    rebase, body = again
                 if body is None:
                     if current is not None:
                         db.erased.append((commit, incarnation))
@@ -428,7 +435,7 @@ class MemoryStorage(Storage):
                     incarnation = new_incarnation()
                 version += 1
                 staged[tenant_id] = _IDS.pack(0, version, incarnation) + body
-                outcomes.append(Committed(version, incarnation))
+                outcomes.append(Committed(version, incarnation, rebase))
             for tenant_id, value in staged.items():
                 if value is None:
                     records.pop(tenant_id, None)

@@ -93,7 +93,13 @@ from storage._base import (
     Storage,
     StorageError,
 )
-from storage._records import checked_copy, checked_ids, new_incarnation, parse_row
+from storage._records import (
+    checked_copy,
+    checked_ids,
+    new_incarnation,
+    parse_row,
+    rebased,
+)
 
 SCHEMA_VERSION: Final = 1
 """The layout this code writes; a database of a newer one is refused."""
@@ -561,16 +567,21 @@ class PostgresStorage(Storage):
         """Each change against the result of the one before; ``current`` updated."""
         outcomes: list[Outcome] = []
         erased: list[int] = []
-        for change, text in zip(changes, texts, strict=True):
+        for change, given in zip(changes, texts, strict=True):
+            text = given
             tenant_id = change.tenant_id
             stored = current[tenant_id]
             base = (change.base_version, change.base_incarnation)
+            rebase: TenantDNA | None = None
             if not change.force and base != (
                 (0, 0) if stored is None else (stored[0], stored[1])
             ):
                 record = None if stored is None else self._record(tenant_id, *stored)
-                outcomes.append(Conflict(record))
-                continue
+                again = rebased(change, record, _encode)
+                if again is None:
+                    outcomes.append(Conflict(record))
+                    continue
+                rebase, text = again
             if text is None:
                 if stored is not None:
                     erased.append(stored[1])
@@ -582,7 +593,7 @@ class PostgresStorage(Storage):
             else:
                 version, incarnation = stored[0] + 1, stored[1]
             current[tenant_id] = (version, incarnation, text)
-            outcomes.append(Committed(version, incarnation))
+            outcomes.append(Committed(version, incarnation, rebase))
         return outcomes, erased
 
     @staticmethod

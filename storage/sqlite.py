@@ -58,7 +58,13 @@ from storage._base import (
     Storage,
     StorageError,
 )
-from storage._records import checked_copy, checked_ids, new_incarnation, parse_row
+from storage._records import (
+    checked_copy,
+    checked_ids,
+    new_incarnation,
+    parse_row,
+    rebased,
+)
 
 SCHEMA_VERSION: Final = 1
 """The layout this code writes; a file of a newer one is refused."""
@@ -447,7 +453,8 @@ class SQLiteStorage(Storage):
         current: dict[str, Row | None] = {}
         outcomes: list[Outcome] = []
         wrote = False
-        for change, text in zip(changes, texts, strict=True):
+        for change, given in zip(changes, texts, strict=True):
+            text = given
             tenant_id = change.tenant_id
             table = tables[tenant_id]
             if tenant_id not in current:
@@ -459,12 +466,16 @@ class SQLiteStorage(Storage):
                 current[tenant_id] = rows[0] if rows else None
             stored = current[tenant_id]
             base = (change.base_version, change.base_incarnation)
+            rebase: TenantDNA | None = None
             if not change.force and base != (
                 (0, 0) if stored is None else (stored[0], stored[1])
             ):
                 record = None if stored is None else self._record(tenant_id, *stored)
-                outcomes.append(Conflict(record))
-                continue
+                again = rebased(change, record, _encode)
+                if again is None:
+                    outcomes.append(Conflict(record))
+                    continue
+                rebase, text = again
             if text is None:
                 if stored is not None:
                     db.execute(f"DELETE FROM {table} WHERE tenant_id = ?", (tenant_id,))
@@ -495,7 +506,7 @@ class SQLiteStorage(Storage):
                     (version, sequence, text, tenant_id),
                 )
             current[tenant_id] = (version, incarnation, text)
-            outcomes.append(Committed(version, incarnation))
+            outcomes.append(Committed(version, incarnation, rebase))
             wrote = True
         if wrote:
             db.execute(

@@ -130,6 +130,101 @@ def test_a_change_to_an_absent_tenant_conflicts_with_none(backend: Storage) -> N
     assert backend.load("acme") is None
 
 
+def _count_tools(dna: TenantDNA) -> TenantDNA:
+    """A rebase: "search" used 0.125 more, on whatever profile it is given."""
+    dna.tool_usage_frequency["search"] = (
+        dna.tool_usage_frequency.get("search", 0) + 0.125
+    )
+    return dna
+
+
+def test_a_stale_change_with_a_rebase_is_computed_again_on_the_stored_record(
+    backend: Storage,
+) -> None:
+    first = create(backend, "acme", profile(1, tool_usage_frequency={"search": 0.25}))
+    write(backend, "acme", profile(2, tool_usage_frequency={"search": 0.5}))
+    seen: list[TenantDNA] = []
+
+    def rebase(dna: TenantDNA) -> TenantDNA:
+        seen.append(dna.copy())
+        return _count_tools(dna)
+
+    stale = profile(3, tool_usage_frequency={"search": 0.375})  # from version 1
+    (outcome,) = backend.commit(
+        [Change("acme", stale, 1, first.incarnation, False, rebase)]
+    )
+    expected = profile(2, tool_usage_frequency={"search": 0.625})
+    assert seen == [profile(2, tool_usage_frequency={"search": 0.5})]
+    assert outcome == Committed(3, first.incarnation, expected)
+    assert backend.load("acme") == Record(expected, 3, first.incarnation)
+
+
+def test_a_change_based_on_nothing_rebases_on_a_tenant_created_meanwhile(
+    backend: Storage,
+) -> None:
+    first = create(backend, "acme", profile(1, tool_usage_frequency={"search": 0.25}))
+    fresh = profile(1, tool_usage_frequency={"search": 0.125})
+    (outcome,) = backend.commit([Change("acme", fresh, 0, 0, False, _count_tools)])
+    expected = profile(1, tool_usage_frequency={"search": 0.375})
+    assert outcome == Committed(2, first.incarnation, expected)
+    assert backend.load("acme") == Record(expected, 2, first.incarnation)
+
+
+def test_a_change_whose_base_matches_is_written_as_given_without_a_rebase(
+    backend: Storage,
+) -> None:
+    calls: list[TenantDNA] = []
+    first = create(backend, "acme", profile(1))
+    (outcome,) = backend.commit(
+        [Change("acme", profile(2), 1, first.incarnation, False, calls.append)]  # type: ignore[arg-type]
+    )
+    assert outcome == Committed(2, first.incarnation)
+    assert outcome.rebased is None
+    assert calls == []
+
+
+def test_a_rebase_never_revives_a_tenant_erased_meanwhile(backend: Storage) -> None:
+    first = create(backend, "acme", profile(1))
+    erase(backend, "acme")
+    (outcome,) = backend.commit(
+        [Change("acme", profile(2), 1, first.incarnation, False, _count_tools)]
+    )
+    assert outcome == Conflict(None)
+    assert backend.load("acme") is None
+
+
+def test_a_rebase_that_fails_leaves_a_conflict_and_the_rest_of_the_commit(
+    backend: Storage,
+) -> None:
+    first = create(backend, "acme", profile(1))
+    write(backend, "acme", profile(2))
+
+    def broken(dna: TenantDNA) -> TenantDNA:
+        raise RuntimeError("cannot")
+
+    def invalid(dna: TenantDNA) -> TenantDNA:
+        dna.avg_task_complexity = 7.0  # outside 0 .. 1
+        return dna
+
+    create(backend, "globex", profile(1))
+    globex = backend.load("globex")
+    assert globex is not None
+    outcomes = backend.commit(
+        [
+            Change("acme", profile(3), 1, first.incarnation, False, broken),
+            Change("globex", profile(3), 0, 0, False, invalid),
+            Change("initech", profile(3), 0, 0, False, broken),
+        ]
+    )
+    assert outcomes[0] == Conflict(Record(profile(2), 2, first.incarnation))
+    assert outcomes[1] == Conflict(globex)
+    assert isinstance(outcomes[2], Committed)
+    assert outcomes[2].rebased is None
+    assert backend.load("acme") == Record(profile(2), 2, first.incarnation)
+    assert backend.load("globex") == globex
+    assert backend.count() == 3
+
+
 def test_a_conflict_skips_only_its_own_change(backend: Storage) -> None:
     acme = create(backend, "acme", profile(1))
     create(backend, "globex", profile(1))

@@ -27,6 +27,7 @@ from storage import (
     Conflict,
     MemoryStorage,
     PostgresStorage,
+    Record,
     StorageError,
     open_storage,
 )
@@ -382,6 +383,50 @@ def test_a_commit_whose_connection_is_killed_fails_whole_and_the_next_succeeds(
     assert postgres_storage.name in str(error)
     assert postgres_storage.load("globex") is None
     assert write(postgres_storage, "acme", profile(3)) == Committed(2, acme.incarnation)
+
+
+def test_a_rebase_runs_on_the_row_as_the_commit_holding_its_lock_left_it(
+    postgres_storage: PostgresStorage, postgres_url: str
+) -> None:
+    acme = create(
+        postgres_storage, "acme", profile(1, tool_usage_frequency={"a": 0.25})
+    )
+    newer = json.dumps(profile(2, tool_usage_frequency={"a": 0.5}).to_dict())
+    results: list[object] = []
+
+    def more(dna: TenantDNA) -> TenantDNA:
+        dna.tool_usage_frequency["a"] += 0.125
+        return dna
+
+    with _raw(postgres_url) as holder:
+        # Another process's commit, between its write and its COMMIT.
+        holder.execute("BEGIN")
+        holder.execute(
+            "UPDATE tenant_dna_profiles SET version = 2, dna = %s "
+            "WHERE tenant_id = 'acme'",
+            (newer,),
+        )
+        stale = profile(3, tool_usage_frequency={"a": 0.375})
+        committer = threading.Thread(
+            target=lambda: results.append(
+                postgres_storage.commit(
+                    [Change("acme", stale, 1, acme.incarnation, False, more)]
+                )
+            )
+        )
+        committer.start()
+        deadline = time.monotonic() + TIMEOUT
+        while not holder.execute(
+            "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+            "AND datname = current_database()"
+        ).fetchall():
+            assert time.monotonic() < deadline, "the commit never waited for the lock"
+            time.sleep(0.01)
+        holder.execute("COMMIT")
+        committer.join(timeout=TIMEOUT)
+    expected = profile(2, tool_usage_frequency={"a": 0.625})
+    assert results == [[Committed(3, acme.incarnation, expected)]]
+    assert postgres_storage.load("acme") == Record(expected, 3, acme.incarnation)
 
 
 def test_a_commit_whose_reply_was_lost_is_settled_by_the_server(
