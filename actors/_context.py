@@ -53,8 +53,9 @@ class StoreStats:
     * ``activations`` / ``passivations``: tenants given / taken from an actor;
     * ``commits``: storage transactions that wrote changes;
     * ``changes_committed``: tenants' changes those transactions wrote;
-    * ``version_conflicts``: commits that found another version than the one
-      their change was computed from (re-applied, or refused to a caller);
+    * ``version_conflicts``: changes whose commit found another version than
+      the one they were computed from (computed again on it in the same
+      commit, re-applied, or refused to a caller);
     * ``storage_errors``: storage operations that failed;
     * ``actors_replaced``: tenant actors lost and replaced by the registry.
     """

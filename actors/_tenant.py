@@ -338,12 +338,14 @@ class TenantActor(pykka.ThreadingActor):
             if cell.latest is not None and cell.latest in batch:
                 cell.latest = None  # its answer is the committed profile
             base = cell.base
+            force = any(_overwrites(op) for op in batch)
             change = Change(
                 cell.tenant_id,
                 dna,
                 0 if base is None else base.version,
                 0 if base is None else base.incarnation,
-                force=any(_overwrites(op) for op in batch),
+                force,
+                None if erase or force or self._context.inline else _rebase(batch),
             )
             cell.pending = rest
             cell.in_flight = batch
@@ -392,15 +394,33 @@ class TenantActor(pykka.ThreadingActor):
         cell.in_flight = None
         cell.change = None
         if isinstance(outcome, Committed):
-            if change.dna is None:
+            dna = change.dna
+            rebased = outcome.rebased
+            if rebased is not None:
+                # Another process moved the record on: storage computed the
+                # batch again on it, under its lock (see Rebase).
+                dna = rebased
+                self._context.conflicts.add()
+                self._log.debug("profile_rebased", tenant_id=cell.tenant_id)
+                assert isinstance(change.rebase, Rebase)
+                change.rebase.settle()
+            if dna is None:
                 cell.base = None
                 cell.published = None
             else:
-                cell.base = Record(change.dna, outcome.version, outcome.incarnation)
+                cell.base = Record(dna, outcome.version, outcome.incarnation)
                 if not self._context.buffered:
-                    cell.published = Versioned(change.dna, outcome.version)
-            self._answer(batch, change.dna, scrub)
+                    cell.published = Versioned(dna, outcome.version)
+            self._answer(batch, dna, scrub)
             self._events(cell, batch, outcome.version)
+            if rebased is not None:
+                self._reapply(cell, [])
+                self._submit(cell)
+                base = cell.base
+                if cell.in_flight is None and not cell.pending and base is not None:
+                    # Buffered: what it published was computed on the old base.
+                    cell.published = Versioned(base.dna, base.version)
+                return
         elif isinstance(outcome, Conflict):
             self._context.conflicts.add()
             current = outcome.current
@@ -549,6 +569,53 @@ class TenantActor(pykka.ThreadingActor):
         if operation.counted:
             operation.counted = False
             self._context.release()
+
+
+class Rebase:
+    """A batch of updates computed again on a newer stored profile (``Change.rebase``).
+
+    Called by storage in the writer's thread, inside the commit's transaction,
+    with its own copy of the stored profile: it reads only the updates'
+    sessions and writes only its own fields. :meth:`settle`, in the tenant's
+    actor once the commit is settled, gives the updates not yet answered the
+    answers computed last: each but the last a copy of the profile right after
+    it, the last the committed profile itself.
+    """
+
+    __slots__ = ("_answers", "_updates")
+
+    def __init__(self, updates: list[Update]) -> None:
+        self._updates = updates
+        self._answers: list[TenantDNA | None] = []
+
+    def __call__(self, dna: TenantDNA) -> TenantDNA:
+        answers: list[TenantDNA | None] = []
+        last = self._updates[-1]
+        for update in self._updates:
+            dna.apply_session(update.session, update.alpha)
+            # Buffered: answered when applied, so no copy is needed.
+            wanted = update is not last and not update.future.done
+            answers.append(dna.copy() if wanted else None)
+        self._answers = answers
+        return dna
+
+    def settle(self) -> None:
+        for update, answer in zip(self._updates, self._answers, strict=True):
+            if not update.future.done:
+                update.answer = LATEST if answer is None else answer
+
+
+def _rebase(batch: list[Operation]) -> Rebase | None:
+    """How storage computes ``batch`` again: only a batch of updates can be."""
+    updates: list[Update] = []
+    for operation in batch:
+        if operation.failure is not None or type(operation) is Flush:
+            continue
+        if type(operation) is not Update:
+            return None
+        assert isinstance(operation, Update)
+        updates.append(operation)
+    return Rebase(updates) if updates else None
 
 
 def as_storage_error(error: Exception) -> StorageError:

@@ -28,7 +28,7 @@ import pytest
 
 from actors import StorageError, TenantDNAStore, VersionConflict, Versioned
 from dna import TenantDNA
-from tests.conftest import PROBE, SEED_SESSION, sessions_applied
+from tests.conftest import PROBE, SEED_SESSION, learned, sessions_applied
 from tests.programs.durable_jobs import secrets, victim_sessions
 from tests.test_storage import _files
 
@@ -465,6 +465,73 @@ def test_another_processes_save_and_erasure_are_seen_within_staleness(
         f"staleness 0.5 ({durability}): seconds until seen (save, erasure)",
         (round(saved, 3), round(erased, 3)),
     )
+
+
+def _sessions(count: int) -> list[dict[str, object]]:
+    return [
+        {"task_complexity": n / count, "tokens_used": 1000 * (n + 1), "intent": f"i{n}"}
+        for n in range(count)
+    ]
+
+
+@pytest.mark.parametrize("durability", MODES)
+def test_an_update_computed_on_a_stale_copy_is_rebased_in_its_own_commit(
+    tmp_path: Path, durability: str
+) -> None:
+    path = tmp_path / "profiles.db"
+    first, theirs_session, ours_session = _sessions(3)
+    # Neither store polls for a minute: ours goes stale.
+    with (
+        TenantDNAStore(path, durability=durability, staleness=120) as ours,
+        TenantDNAStore(path, staleness=120) as theirs,
+    ):
+        ours.update_from_session("t", first)
+        ours.flush()
+        theirs.update_from_session("t", theirs_session)
+        before = ours.stats()
+        answer = ours.update_from_session("t", ours_session)
+        ours.flush()
+        after = ours.stats()
+        expected = TenantDNA()
+        for session in (first, theirs_session, ours_session):
+            expected.update_from_session(session)
+        # One commit, computed again on what the other store wrote.
+        assert (
+            after.commits - before.commits,
+            after.version_conflicts - before.version_conflicts,
+        ) == (
+            1,
+            1,
+        )
+        got = ours.get_versioned("t")
+        assert (learned(got.dna), got.version) == (learned(expected), 3)
+        if durability == "commit":
+            assert learned(answer) == learned(expected)
+    with TenantDNAStore(path) as again:
+        assert learned(again.get("t")) == learned(expected)
+
+
+def test_each_update_of_a_rebased_batch_is_answered_with_its_own_profile(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "profiles.db"
+    sessions = _sessions(8)
+    with (
+        TenantDNAStore(path, staleness=120) as ours,
+        TenantDNAStore(path, staleness=120) as theirs,
+    ):
+        ours.update_from_session("t", sessions[0])
+        theirs.update_from_session("t", sessions[1])
+        futures = [ours.update_from_session_async("t", s) for s in sessions[2:]]
+        answers = [learned(future.get(timeout=CHILD_TIMEOUT)) for future in futures]
+        expected = TenantDNA()
+        wanted = []
+        for n, session in enumerate(sessions):
+            expected.update_from_session(session)
+            if n >= 2:
+                wanted.append(learned(expected))
+        assert answers == wanted
+        assert learned(ours.get("t")) == wanted[-1]
 
 
 def test_compare_and_set_across_processes_refuses_a_stale_version(
