@@ -7,6 +7,7 @@ with :func:`open_storage`; every backend passes one shared test suite.
 from typing import TYPE_CHECKING, Any
 
 from storage._base import (
+    Announced,
     Change,
     Changes,
     Committed,
@@ -37,6 +38,7 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "MAX_INCARNATION",
+    "Announced",
     "Change",
     "Changes",
     "Committed",

@@ -129,6 +129,20 @@ class Changes(NamedTuple):
     complete: bool
 
 
+class Announced(NamedTuple):
+    """What announcements of commits said (:meth:`Storage.wait_for_changes`).
+
+    ``updated``: ``(tenant_id, version, incarnation)`` written; ``erased``: the
+    incarnations erased. ``complete`` is false when they may not name every
+    change (an announcement too large to list them, or a listener that was
+    reconnected and may have missed some): then ask :meth:`Storage.changes_since`.
+    """
+
+    updated: list[tuple[str, int, int]]
+    erased: list[int]
+    complete: bool
+
+
 class Storage(abc.ABC):
     """Versioned profile records in one database, through one connection."""
 
@@ -202,12 +216,19 @@ class Storage(abc.ABC):
         """Wait up to ``timeout`` s to hear of a commit by another connection.
 
         ``True``: something may have changed (call :meth:`changes_since`);
-        ``False``: nothing was heard. Backends that are told of commits
-        (PostgreSQL's ``LISTEN``) override it; this default hears nothing and
-        returns ``False`` at once, without waiting: poll :meth:`changes_since`
-        instead.
+        ``False``: nothing was heard. :meth:`wait_for_changes` without what
+        the announcements said.
         """
-        return False
+        return self.wait_for_changes(timeout) is not None
+
+    def wait_for_changes(self, timeout: float) -> Announced | None:
+        """Wait up to ``timeout`` s to hear of commits; what they changed, or ``None``.
+
+        Backends that are told of commits (PostgreSQL's ``LISTEN``) override
+        it; this default hears nothing and returns ``None`` at once, without
+        waiting: poll :meth:`changes_since` instead.
+        """
+        return None
 
     @abc.abstractmethod
     def clone(self) -> Storage:

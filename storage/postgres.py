@@ -23,7 +23,7 @@ Guarantees:
   incarnation], ...], "erased": [incarnation, ...]}`` — or :data:`STALE`
   (``"*"``: anything may have changed) when that would not fit PostgreSQL's
   8,000-byte limit. Erased tenants are named by incarnation, never by id.
-  :meth:`PostgresStorage.wait_for_commit` listens on a connection of its own.
+  :meth:`PostgresStorage.wait_for_changes` listens on a connection of its own.
 * **Cursors without a hot row.** A row and an erasure-log entry carry the id
   of the transaction that wrote them (``pg_current_xact_id()``); a cursor is
   the oldest transaction still running (``xmin`` of a snapshot), so every
@@ -84,6 +84,7 @@ import psycopg.errors
 
 from dna import TenantDNA
 from storage._base import (
+    Announced,
     Change,
     Changes,
     Committed,
@@ -225,6 +226,21 @@ def _encode(tenant_id: str, dna: TenantDNA) -> str:
         separators=(",", ":"),
         allow_nan=False,
     )
+
+
+def _announced(payloads: Iterable[str]) -> Announced:
+    """What announcements (:func:`_payload`'s) name; incomplete if one cannot say."""
+    updated: list[tuple[str, int, int]] = []
+    erased: list[int] = []
+    complete = True
+    for payload in payloads:
+        try:
+            named = json.loads(payload)
+            updated += [(str(t), int(v), int(i)) for t, v, i in named["updated"]]
+            erased += [int(incarnation) for incarnation in named["erased"]]
+        except (ValueError, TypeError, KeyError):  # STALE, or not ours
+            complete = False
+    return Announced(updated, erased, complete)
 
 
 def _payload(updated: list[tuple[str, int, int]], erased: list[int]) -> str:
@@ -885,18 +901,19 @@ class PostgresStorage(Storage):
         shared.open.add(clone._token)
         return clone
 
-    def wait_for_commit(self, timeout: float) -> bool:
-        """Wait up to ``timeout`` s for a commit by anyone: ``True`` if one came.
+    def wait_for_changes(self, timeout: float) -> Announced | None:
+        """Wait up to ``timeout`` s for commits by anyone: what they changed.
 
         Listens on a connection of its own, opened by the first call, which
-        returns ``True`` at once: nothing was heard before, so anything may
-        have changed. Later calls return ``True`` as soon as a commit is
-        announced (every announcement already received is consumed), ``False``
+        returns at once an incomplete :class:`~storage.Announced`: nothing
+        was heard before, so anything may have changed. Later calls return as
+        soon as a commit is announced, with every announcement already
+        received (incomplete if one was :data:`STALE` or unreadable), ``None``
         after ``timeout`` without one. A lost connection is reopened, and the
-        call that reopens it returns ``True``: announcements sent meanwhile
-        are lost for good. While the server cannot be reached the call waits
-        out its timeout and returns ``False``. Raises ``ValueError`` for a
-        negative timeout, :class:`StorageError` after :meth:`close`.
+        call that reopens it returns an incomplete one: announcements sent
+        meanwhile are lost for good. While the server cannot be reached the
+        call waits out its timeout and returns ``None``. Raises ``ValueError``
+        for a negative timeout, :class:`StorageError` after :meth:`close`.
         """
         if not timeout >= 0:
             msg = f"timeout: expected seconds >= 0, got {timeout!r}"
@@ -909,11 +926,10 @@ class PostgresStorage(Storage):
                 heard = list(listener.notifies(timeout=timeout, stop_after=1))
                 if heard:
                     # Announcements that came together are one wake-up.
-                    for _ in listener.notifies(timeout=0.0):
-                        pass
-                    return True
+                    heard += listener.notifies(timeout=0.0)
+                    return _announced(notify.payload for notify in heard)
                 if not listener.broken:
-                    return False
+                    return None
             except psycopg.Error:
                 pass
             self._close_listener()
@@ -933,11 +949,11 @@ class PostgresStorage(Storage):
             if listener is None:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    return False
+                    return None
                 time.sleep(min(0.1, remaining))
                 continue
             self._listener = listener
-            return True
+            return Announced([], [], complete=False)
 
     def _close_listener(self) -> None:
         listener, self._listener = self._listener, None

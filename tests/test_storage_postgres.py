@@ -22,6 +22,7 @@ import storage.postgres
 import tests.test_storage as shared
 from dna import TenantDNA
 from storage import (
+    Announced,
     Change,
     Committed,
     Conflict,
@@ -310,6 +311,44 @@ def test_the_payload_names_tenants_versions_and_erased_incarnations(
         names = [f"tenant-with-a-rather-long-name-{n:04d}" for n in range(300)]
         postgres_storage.commit([Change(name, profile(), 0, 0) for name in names])
         assert _next_payload(raw) == storage.postgres.STALE
+
+
+def test_wait_for_changes_names_what_the_commits_heard_changed(
+    backend: PostgresStorage,
+) -> None:
+    listener = backend.clone()
+    try:
+        # First call: listening from now on, anything may have changed before.
+        assert listener.wait_for_changes(0.0) == Announced([], [], complete=False)
+        assert listener.wait_for_changes(0.1) is None
+        acme = create(backend, "acme")
+        globex = create(backend, "globex")
+        write(backend, "acme", profile(2))
+        erase(backend, "globex")
+        deadline = time.monotonic() + TIMEOUT
+        updated: list[tuple[str, int, int]] = []
+        erased: list[int] = []
+        while len(updated) + len(erased) < 4:
+            assert time.monotonic() < deadline, (updated, erased)
+            heard = listener.wait_for_changes(TIMEOUT)
+            assert heard is not None
+            assert heard.complete
+            updated += heard.updated
+            erased += heard.erased
+        assert updated == [
+            ("acme", 1, acme.incarnation),
+            ("globex", 1, globex.incarnation),
+            ("acme", 2, acme.incarnation),
+        ]
+        assert erased == [globex.incarnation]
+        # Too many to name: the listener is told to ask changes_since.
+        names = [f"tenant-with-a-rather-long-name-{n:04d}" for n in range(300)]
+        backend.commit([Change(name, profile(), 0, 0) for name in names])
+        heard = listener.wait_for_changes(TIMEOUT)
+        assert heard is not None
+        assert not heard.complete
+    finally:
+        listener.close()
 
 
 def test_another_process_commit_wakes_the_listener(
