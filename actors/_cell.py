@@ -96,9 +96,29 @@ class Flush(Operation):
 
 
 class Refresh(Operation):
-    """Another process changed the tenant: reload it if nothing is pending."""
+    """Another process changed the tenant: its snapshot here is stale.
 
-    __slots__ = ()
+    ``version`` and ``incarnation`` name the record written (``0, 0``:
+    unknown, anything may have changed); with ``erased`` the incarnation was
+    erased instead. ``load``: a reader found the cell stale and asks its actor
+    to read the stored profile back.
+    """
+
+    __slots__ = ("erased", "incarnation", "load", "version")
+
+    def __init__(
+        self,
+        version: int = 0,
+        incarnation: int = 0,
+        *,
+        erased: bool = False,
+        load: bool = False,
+    ) -> None:
+        super().__init__()
+        self.version = version
+        self.incarnation = incarnation
+        self.erased = erased
+        self.load = load
 
 
 class Resubmit(Operation):
@@ -127,6 +147,16 @@ class Settle(Operation):
 STALE: Any = object()
 """``TenantCell.working`` when it is not materialised: derive it from the base."""
 
+FRESH = 0
+"""``TenantCell.stale``: the base is the stored record, as far as anyone told."""
+NEWER = 1
+"""``TenantCell.stale``: another process wrote the tenant since the base was
+read; a change computed on the base is computed again on the stored record by
+its commit (``Change.rebase``), so only a read needs the stored record."""
+UNKNOWN = 2
+"""``TenantCell.stale``: anything may have changed, the tenant may have been
+erased: the stored record is read before anything is applied."""
+
 
 class TenantCell:
     """A tenant's identity in the store: its mailbox, its published profile, its state.
@@ -145,13 +175,15 @@ class TenantCell:
       Written only by the actor, before it answers, so a caller whose change
       was acknowledged reads it back.
     * ``loaded``, ``base``, ``working``, ``pending``, ``in_flight``, ``change``,
-      ``latest``, ``suspect``: the actor's. ``base`` is the record as last
+      ``latest``, ``suspect``, ``stale``: the actor's. ``base`` is the record as last
       committed; ``working`` is ``base`` with every pending and in-flight change
       applied (``STALE`` while nothing is pending: derived when needed);
       ``in_flight`` the operations of the one commit under way (``change`` is
       what it writes); ``pending`` those applied after it; ``latest`` the last
       update whose answer is the working profile itself; ``suspect`` that an
-      actor died holding the cell.
+      actor died holding the cell; ``stale`` that another process wrote the
+      tenant since (``FRESH``, ``NEWER`` or ``UNKNOWN``): then nothing is
+      published, and readers ask storage.
     * ``scheduled``: the wake-up token. Whoever sets it after appending is
       responsible for getting the mailbox drained: it puts the cell on its
       slot's ready queue (``Context.wake``). The actor clears it *before*
@@ -184,6 +216,7 @@ class TenantCell:
         "retired",
         "scheduled",
         "slot",
+        "stale",
         "suspect",
         "tenant_id",
         "working",
@@ -209,6 +242,7 @@ class TenantCell:
         self.change: Change | None = None
         self.latest: Operation | None = None
         self.suspect = False
+        self.stale = FRESH
 
     @property
     def busy(self) -> bool:

@@ -15,7 +15,16 @@ from typing import Any, Final
 
 import pykka
 
-from actors._cell import Delete, Operation, Save, TenantCell, Update, Versioned
+from actors._cell import (
+    FRESH,
+    Delete,
+    Operation,
+    Refresh,
+    Save,
+    TenantCell,
+    Update,
+    Versioned,
+)
 from actors._context import Context, StoreStats
 from actors._errors import StoreClosed, check_tenant_id
 from actors._future import Reply
@@ -164,7 +173,12 @@ class TenantDNAStore:
             if published is not None:
                 return Versioned(published.dna.copy(), published.version)
             if cell.loaded:
-                return Versioned(TenantDNA(), 0)
+                if cell.stale == FRESH:
+                    return Versioned(TenantDNA(), 0)
+                # Another process wrote it: read storage, and have the
+                # tenant's actor read it back for the next reader.
+                with contextlib.suppress(pykka.ActorDeadError):
+                    cell.post(Refresh(load=True), self._context)
         record = self._context.storage_here().load(_plain(tenant_id))
         if record is None:
             return Versioned(TenantDNA(), 0)

@@ -12,9 +12,12 @@ import pykka
 
 from actors._cell import (
     CHANGES,
+    FRESH,
     LATEST,
+    NEWER,
     PENDING,
     STALE,
+    UNKNOWN,
     Delete,
     Flush,
     Operation,
@@ -189,7 +192,8 @@ class TenantActor(pykka.ThreadingActor):
                 elif kind is Flush:
                     self._flush(cell, operation)
                 elif kind is Refresh:
-                    self._refresh(cell)
+                    assert isinstance(operation, Refresh)
+                    self._refresh(cell, operation)
                 elif kind is Resubmit:
                     if cell.in_flight is not None and cell.change is not None:
                         self._send(cell, cell.change, urgent=True)
@@ -221,6 +225,7 @@ class TenantActor(pykka.ThreadingActor):
         cell.loaded = True
         cell.base = record
         cell.working = STALE
+        cell.stale = FRESH
         self._context.activations.add()
         cell.published = (
             None if record is None else Versioned(record.dna, record.version)
@@ -234,7 +239,7 @@ class TenantActor(pykka.ThreadingActor):
             cell.base = None
             cell.working = STALE
             cell.published = None
-        if not cell.loaded:
+        if not cell.loaded or _must_load(cell, operation):
             try:
                 self._load(cell)
             except StorageError as error:
@@ -299,17 +304,44 @@ class TenantActor(pykka.ThreadingActor):
             # A buffered commit waits for the next tick; a flush wants it now.
             writer.tell(("flush",))
 
-    def _refresh(self, cell: TenantCell) -> None:
-        # Another process committed a change: take it unless ours are under
-        # way (then their commit conflicts and re-applies them anyway).
+    def _refresh(self, cell: TenantCell, refresh: Refresh) -> None:
+        # Another process committed a change. While ours are under way it is
+        # not needed: their commit is computed again on it, or conflicts.
         if not cell.loaded or cell.pending or cell.in_flight is not None:
             return
+        if refresh.load:
+            if cell.stale != FRESH:
+                self._reload(cell)
+            return
+        base = cell.base
+        if refresh.erased:
+            if base is not None and base.incarnation == refresh.incarnation:
+                # Absent, as far as anyone here knows: a change now starts a
+                # new life (one created meanwhile elsewhere is rebased on).
+                cell.base = None
+                cell.working = STALE
+                cell.published = None
+                cell.stale = FRESH
+            return
+        if refresh.version == 0:
+            cell.stale = UNKNOWN
+        elif (
+            base is not None
+            and base.incarnation == refresh.incarnation
+            and base.version >= refresh.version
+        ):
+            return  # ours, or older than what we hold
+        elif cell.stale == FRESH:
+            cell.stale = NEWER
+        # Dropped, not read back: an update is computed again on the stored
+        # record by its commit, and a reader reads storage (see ``stale``).
+        cell.published = None
+
+    def _reload(self, cell: TenantCell) -> None:
         try:
             self._load(cell)
         except StorageError as error:
             self._context.storage_errors.add()
-            cell.loaded = False
-            cell.published = None
             self._log.error(
                 "profile_load_failed", tenant_id=cell.tenant_id, error=str(error)
             )
@@ -404,6 +436,7 @@ class TenantActor(pykka.ThreadingActor):
                 self._log.debug("profile_rebased", tenant_id=cell.tenant_id)
                 assert isinstance(change.rebase, Rebase)
                 change.rebase.settle()
+            cell.stale = FRESH
             if dna is None:
                 cell.base = None
                 cell.published = None
@@ -433,6 +466,7 @@ class TenantActor(pykka.ThreadingActor):
                 "version_conflict", tenant_id=cell.tenant_id, erased_elsewhere=erased
             )
             cell.base = current
+            cell.stale = FRESH
             if erased:
                 working = cell.working
                 following = cell.pending
@@ -657,6 +691,21 @@ def _logical_version(cell: TenantCell) -> int:
         if changed:
             version += 1
     return version
+
+
+def _must_load(cell: TenantCell, operation: Operation) -> bool:
+    """Whether ``operation`` needs the stored record first: the cell is stale,
+    idle (so loading loses nothing), and a rebase by the commit would not do.
+    """
+    stale = cell.stale
+    if stale == FRESH or cell.pending or cell.in_flight is not None:
+        return False
+    if type(operation) is Delete:
+        return False
+    if stale == UNKNOWN:
+        return True
+    # A compare-and-set is decided here, on the version stored.
+    return isinstance(operation, Save) and operation.expected is not None
 
 
 def _overwrites(operation: Operation) -> bool:

@@ -124,7 +124,7 @@ class Writer(pykka.ThreadingActor):
             cell.post(Settle(outcome, scrub), self._context)
 
     def _poll(self) -> None:
-        """Tell tenants changed by other processes to reload."""
+        """Tell the tenants other processes changed since the last poll."""
         storage = self._storage
         if storage is None:
             return
@@ -139,29 +139,40 @@ class Writer(pykka.ThreadingActor):
             return
         self._cursor = changes.cursor
         ours, self._ours = self._ours, {}
-        directory = self._context.directory
-        stale: list[TenantCell] = []
-        for tenant_id, version, incarnation in changes.updated:
-            cell = directory.get(tenant_id)
-            if cell is None or not cell.loaded or ours.get(tenant_id) == version:
+        updated = [
+            change for change in changes.updated if ours.get(change[0]) != change[1]
+        ]
+        announce(self._context, updated, changes.erased, changes.complete)
+
+
+def announce(
+    context: Context,
+    updated: list[tuple[str, int, int]],
+    erased: list[int],
+    complete: bool,
+) -> None:
+    """Tell the resident tenants other processes changed that they are stale.
+
+    ``updated``: ``(tenant_id, version, incarnation)`` written, ``erased``:
+    incarnations erased; ``complete`` false: anything may have changed, every
+    resident tenant is told so. Each tenant's actor compares with what it
+    holds (our own commits come back too).
+    """
+    directory = context.directory
+    for tenant_id, version, incarnation in updated:
+        cell = directory.get(tenant_id)
+        if cell is not None and cell.loaded:
+            cell.post(Refresh(version, incarnation), context)
+    if erased or not complete:
+        gone = set(erased)
+        for cell in list(directory.values()):
+            if not cell.loaded:
                 continue
             base = cell.base
-            if base is None or (base.version, base.incarnation) != (
-                version,
-                incarnation,
-            ):
-                stale.append(cell)
-        if changes.erased or not changes.complete:
-            erased = set(changes.erased)
-            for cell in list(directory.values()):
-                base = cell.base
-                if cell.loaded and (
-                    not changes.complete
-                    or (base is not None and base.incarnation in erased)
-                ):
-                    stale.append(cell)
-        for cell in stale:
-            cell.post(Refresh(), self._context)
+            if not complete:
+                cell.post(Refresh(), context)
+            elif base is not None and base.incarnation in gone:
+                cell.post(Refresh(0, base.incarnation, erased=True), context)
 
 
 def _tell_writer(context: Context, message: tuple[str]) -> None:
@@ -175,12 +186,14 @@ def _tell_writer(context: Context, message: tuple[str]) -> None:
 def start_watcher(
     context: Context, storage: Storage, timeout: float
 ) -> queue.SimpleQueue[None]:
-    """Have the writer poll as soon as ``storage`` hears of another's commit.
+    """Tell tenants as soon as ``storage`` hears another's commit of them.
 
     For backends told of commits (PostgreSQL's ``LISTEN``): the thread waits
     on its own connection, ``timeout`` s at most at a time, and stops once the
-    queue returned gets an item. A failure to listen (the server is down) is
-    waited out and retried; the writer's ticks keep polling meanwhile.
+    queue returned gets an item. Announcements that name the changes are
+    passed on to the tenants' cells (no query); others have the writer poll
+    ``changes_since``. A failure to listen (the server is down) is waited out
+    and retried; the writer's ticks keep polling meanwhile.
     """
     stop: queue.SimpleQueue[None] = queue.SimpleQueue()
 
@@ -188,13 +201,18 @@ def start_watcher(
         try:
             while stop.empty():
                 try:
-                    heard = storage.wait_for_commit(timeout)
+                    heard = storage.wait_for_changes(timeout)
                 except Exception:
-                    heard = False
+                    heard = None
                     with contextlib.suppress(queue.Empty):
                         stop.get(timeout=timeout)
                         return
-                if heard:
+                if heard is None:
+                    continue
+                if heard.complete:
+                    with contextlib.suppress(pykka.ActorDeadError):
+                        announce(context, heard.updated, heard.erased, True)
+                else:
                     _tell_writer(context, ("poll",))
         finally:
             with contextlib.suppress(Exception):
