@@ -128,7 +128,7 @@ class TenantDNAStore:
         if not inline:
             context.writer = Writer.start(context)
             stops.append(start_ticker(context, min(staleness / 2, flush_interval)))
-            if type(storage).wait_for_commit is not Storage.wait_for_commit:
+            if type(storage).wait_for_changes is not Storage.wait_for_changes:
                 # Told of other processes' commits: seen in milliseconds.
                 stops.append(start_watcher(context, storage.clone(), staleness / 2))
         self._closed = False

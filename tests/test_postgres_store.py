@@ -169,7 +169,11 @@ def _until(condition: object, what: str) -> None:
 def test_another_stores_commit_is_rebased_on_without_a_load_per_announcement(
     url: str,
 ) -> None:
-    with TenantDNAStore(url) as ours, TenantDNAStore(url) as theirs:
+    # No poll for two minutes: only the announcements can tell ours.
+    with (
+        TenantDNAStore(url, staleness=240, flush_interval=120) as ours,
+        TenantDNAStore(url) as theirs,
+    ):
         ours.update_from_session("t", {"task_complexity": 0.9})
         loads = ours.stats().activations
         for _ in range(20):
@@ -195,7 +199,10 @@ def test_another_stores_commit_is_rebased_on_without_a_load_per_announcement(
 
 
 def test_a_tenant_erased_by_another_store_starts_a_new_life_here(url: str) -> None:
-    with TenantDNAStore(url) as ours, TenantDNAStore(url) as theirs:
+    with (
+        TenantDNAStore(url, staleness=240, flush_interval=120) as ours,
+        TenantDNAStore(url) as theirs,
+    ):
         ours.update_from_session("t", {"task_complexity": 0.9, "intent": "old"})
         theirs.delete("t")
         # The erasure announced: ours forgets the tenant without a read.
