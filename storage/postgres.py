@@ -81,6 +81,7 @@ from typing import Any, Final
 
 import psycopg
 import psycopg.errors
+from psycopg.pq import TransactionStatus
 
 from dna import TenantDNA
 from storage._base import (
@@ -539,18 +540,27 @@ class PostgresStorage(Storage):
         changes: Sequence[Change],
         texts: list[str | None],
     ) -> list[Outcome]:
+        # Two round trips: BEGIN, the transaction's id and the locking read
+        # in one; the writes (the commonest in one statement that announces
+        # itself) and COMMIT in the other, so rows stay locked for one.
         tenant_ids = sorted({change.tenant_id for change in changes})
+        outcomes: list[Outcome] = []
         xid = ""
         committing = False
+        cursor = psycopg.ClientCursor(connection)
         try:
-            with connection.transaction():
-                rows = connection.execute(
+            try:
+                cursor.execute(
+                    "BEGIN; SELECT pg_current_xact_id()::text; "
                     f"SELECT tenant_id, version, incarnation, dna FROM {_PROFILES} "
                     "WHERE tenant_id = ANY(%s::text[]) ORDER BY tenant_id FOR UPDATE",
                     (tenant_ids,),
-                ).fetchall()
+                )
+                cursor.nextset()
+                ((xid,),) = cursor.fetchall()
+                cursor.nextset()
                 initial: dict[str, _Stored] = {
-                    row[0]: (row[1], row[2], row[3]) for row in rows
+                    row[0]: (row[1], row[2], row[3]) for row in cursor.fetchall()
                 }
                 current: dict[str, _Stored | None] = {
                     tenant_id: initial.get(tenant_id) for tenant_id in tenant_ids
@@ -561,7 +571,7 @@ class PostgresStorage(Storage):
                     for tenant_id, stored in current.items()
                     if stored is not None and stored is not initial.get(tenant_id)
                 ]
-                xid = self._write(
+                last = self._write(
                     connection,
                     tenant_ids,
                     initial,
@@ -570,10 +580,24 @@ class PostgresStorage(Storage):
                     payload=_payload(updated, erased),
                 )
                 committing = True
+                if last is None:  # nothing to write: end the transaction
+                    cursor.execute("COMMIT")
+                else:
+                    cursor.execute(f"{last[0]}; COMMIT", last[1])
+            except BaseException:
+                if (
+                    not connection.broken
+                    and connection.info.transaction_status != TransactionStatus.IDLE
+                ):
+                    with contextlib.suppress(psycopg.Error):
+                        connection.execute("ROLLBACK")
+                raise
         except psycopg.OperationalError as error:
             if committing and xid and connection.broken:
                 raise _CommitLost(xid, outcomes, error) from error
             raise
+        finally:
+            cursor.close()
         return outcomes
 
     def _apply(
@@ -623,11 +647,12 @@ class PostgresStorage(Storage):
         erased: list[int],
         *,
         payload: str,
-    ) -> str:
-        """Write the net result and announce it (``payload``); the transaction id.
+    ) -> tuple[str, tuple[Any, ...]] | None:
+        """Write the net result but its last statement, which announces it.
 
-        ``""`` if nothing was written (nor announced). Raises _Raced if a
-        tenant was created meanwhile.
+        That statement (query, parameters) is returned for the caller to send
+        with ``COMMIT``; ``None`` if nothing is written (nor announced).
+        Raises _Raced if a tenant was created meanwhile.
         """
         updates: list[tuple[str, _Stored, _Stored]] = []
         inserts: list[tuple[str, _Stored]] = []
@@ -658,34 +683,34 @@ class PostgresStorage(Storage):
             ).fetchall()
             if len(created) != len(inserts):
                 raise _Raced
-        announce = "SELECT pg_current_xact_id()::text FROM pg_notify(%s, %s)"
+        announce = "SELECT pg_notify(%s, %s)"
         if updates:
             # The rows are locked (FOR UPDATE, this transaction), so every one
             # is written; the commonest commit announces itself in the same
-            # statement (a round trip less while the rows are locked).
-            last = not (deletes or erased)
-            rows = connection.execute(
-                ("WITH written AS (" if last else "")
-                + f"UPDATE {_PROFILES} AS p SET version = u.new_version, "
+            # statement, sent with COMMIT.
+            update = (
+                f"UPDATE {_PROFILES} AS p SET version = u.new_version, "
                 f"incarnation = u.new_incarnation, dna = u.dna, xid = {_XID} "
                 "FROM unnest(%s::text[], %s::bigint[], %s::bigint[], %s::bigint[], "
                 "%s::bigint[], %s::text[]) AS u(tenant_id, version, incarnation, "
                 "new_version, new_incarnation, dna) "
                 "WHERE p.tenant_id = u.tenant_id AND p.version = u.version "
-                "AND p.incarnation = u.incarnation RETURNING 1"
-                + (f") {announce}" if last else ""),
-                (
-                    [tenant_id for tenant_id, _, _ in updates],
-                    [before[0] for _, before, _ in updates],
-                    [before[1] for _, before, _ in updates],
-                    [after[0] for _, _, after in updates],
-                    [after[1] for _, _, after in updates],
-                    [after[2] for _, _, after in updates],
-                    *((CHANNEL, payload) if last else ()),
-                ),
-            ).fetchall()
-            if last:
-                return str(rows[0][0])
+                "AND p.incarnation = u.incarnation"
+            )
+            values = (
+                [tenant_id for tenant_id, _, _ in updates],
+                [before[0] for _, before, _ in updates],
+                [before[1] for _, before, _ in updates],
+                [after[0] for _, _, after in updates],
+                [after[1] for _, _, after in updates],
+                [after[2] for _, _, after in updates],
+            )
+            if not (deletes or erased):
+                return (
+                    f"WITH written AS ({update} RETURNING 1) {announce}",
+                    (*values, CHANNEL, payload),
+                )
+            connection.execute(update, values)
         if deletes:
             connection.execute(
                 f"DELETE FROM {_PROFILES} WHERE tenant_id = ANY(%s::text[])",
@@ -699,9 +724,8 @@ class PostgresStorage(Storage):
             )
             PostgresStorage._prune(connection)
         if not (updates or inserts or deletes or erased):
-            return ""
-        ((xid,),) = connection.execute(announce, (CHANNEL, payload)).fetchall()
-        return str(xid)
+            return None
+        return announce, (CHANNEL, payload)
 
     @staticmethod
     def _prune(connection: psycopg.Connection[Any]) -> None:
