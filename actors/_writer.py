@@ -45,6 +45,15 @@ class Writer(pykka.ThreadingActor):
         self._ours: dict[str, int] = {}  # committed here since the last poll
         self._log = context.events
 
+    @staticmethod
+    def _create_actor_inbox() -> queue.SimpleQueue[Any]:
+        # Every tenant actor tells the writer each batch, and the writer asks
+        # whether more are waiting after each message: pykka's default inbox,
+        # a queue.Queue, does both under one mutex, which tenant actors were
+        # measured waiting on (the writer holding it when the GIL switched).
+        # A SimpleQueue takes, gives and answers empty() in C.
+        return queue.SimpleQueue()
+
     def on_start(self) -> None:
         # A failure here is reported with every commit (no connection).
         try:
