@@ -12,10 +12,12 @@ from collections.abc import Callable, Generator
 from typing import Any, Generic, TypeVar
 
 import pykka
+from pykka._future import _Unset
 
 T = TypeVar("T")
 
 _PENDING: Any = object()
+_NO_HOOK_RESULT: Any = _Unset()
 
 
 class Reply(pykka.Future[T], Generic[T]):
@@ -32,8 +34,14 @@ class Reply(pykka.Future[T], Generic[T]):
 
     __slots__ = ("_callbacks", "_copied", "_exc_info", "_signal", "_value")
 
-    def __init__(self) -> None:
-        super().__init__()
+    # pykka.Future's own state, as class defaults: its __init__ would give
+    # every reply an instance dict and an object of its own, which a store
+    # making one reply per change pays for in allocations and collections.
+    # ``set_get_hook`` (pykka's map, filter, join) sets both on the instance.
+    _get_hook = None
+    _get_hook_result = _NO_HOOK_RESULT
+
+    def __init__(self) -> None:  # pykka.Future.__init__ is left out: see above
         self._signal: queue.SimpleQueue[None] = queue.SimpleQueue()
         self._value: Any = _PENDING
         self._exc_info: Any = None
