@@ -38,21 +38,30 @@ LATEST: Any = object()
 """An update's answer: the profile as committed with it (copied on ``get``)."""
 
 
-class Operation:
+class Operation(Reply[Any]):
     """A change or a request, applied by the tenant's actor in mailbox order.
 
     ``answer`` is decided when the operation is applied and sent when it is
     settled (committed, or failed); ``failure`` holds an exception instead.
     ``counted`` marks a change that holds a place of the store's ``max_queued``.
+
+    An operation is its own future (``future`` is the operation itself), what
+    the caller gets back: one object a change, not two, for the changes a
+    fire-and-forget flood keeps in flight.
     """
 
-    __slots__ = ("answer", "counted", "failure", "future")
+    __slots__ = ("answer", "counted", "failure")
 
     def __init__(self) -> None:
-        self.future: Reply[Any] = Reply()
+        super().__init__()
         self.answer: Any = PENDING
         self.failure: BaseException | None = None
         self.counted = False
+
+    @property
+    def future(self) -> Reply[Any]:
+        """The reply of the operation's caller: the operation itself."""
+        return self
 
 
 class Update(Operation):
