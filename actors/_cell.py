@@ -104,6 +104,31 @@ class Flush(Operation):
     __slots__ = ()
 
 
+class SlotFlush(Reply[list[Reply[Any]]]):
+    """A flush of one slot: put on the slot's ready queue, behind every cell on it.
+
+    ``cells`` are the slot's cells that were busy when the flush was asked
+    for. By the time the slot's actor reaches this, it has drained every cell
+    queued before it; the flush resolves to a :class:`Flush` of each of those
+    cells still busy (a commit in flight, or changes that came since), which
+    the caller waits for. One message a slot, instead of a flush in every
+    busy cell's mailbox: a fire-and-forget backlog is flushed at the cost of
+    the cells that are still busy when the actor gets there.
+    """
+
+    __slots__ = ("cells", "slot")
+
+    def __init__(self, slot: int, cells: list[TenantCell]) -> None:
+        super().__init__()
+        self.slot = slot
+        self.cells = cells
+
+    def fail_pending(self) -> None:
+        """Answer with ``StoreClosed``: the slot's actor will not reach it."""
+        if not self.done:
+            self.set_exception((StoreClosed, StoreClosed("the store is closed"), None))
+
+
 class Refresh(Operation):
     """Another process changed the tenant: reload it if nothing is pending."""
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import pykka
 
-from actors._cell import TenantCell
+from actors._cell import SlotFlush, TenantCell
 from actors._log import Events
 
 if TYPE_CHECKING:
@@ -104,11 +104,14 @@ class Context:
         # slot -> the tenant actor serving the cells of that slot; written by
         # the registry, read by anyone posting.
         self.hosts: list[pykka.ActorRef[Any] | None] = [None] * max_active
-        # slot -> the cells of that slot waiting to be drained, and the
-        # slot's wake-up token (as a cell's, one level up): whoever sets it
-        # after appending tells the slot's actor, which clears it before it
-        # drains, so one message drains every cell that became ready meanwhile.
-        self.ready: list[deque[TenantCell]] = [deque() for _ in range(max_active)]
+        # slot -> the cells of that slot waiting to be drained (and flushes
+        # of the slot, in their turn), and the slot's wake-up token (as a
+        # cell's, one level up): whoever sets it after appending tells the
+        # slot's actor, which clears it before it drains, so one message
+        # drains every cell that became ready meanwhile.
+        self.ready: list[deque[TenantCell | SlotFlush]] = [
+            deque() for _ in range(max_active)
+        ]
         self.woken: list[bool] = [False] * max_active
         self.inline = inline
         self.buffered = buffered
@@ -138,7 +141,7 @@ class Context:
         # those still open are closed with the store.
         self._clones: weakref.WeakSet[Storage] = weakref.WeakSet()
 
-    def wake(self, cell: TenantCell) -> None:
+    def wake(self, cell: TenantCell | SlotFlush) -> None:
         """Have ``cell`` drained by its slot's actor (its token is set)."""
         slot = cell.slot
         self.ready[slot].append(cell)

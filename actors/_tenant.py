@@ -23,11 +23,13 @@ from actors._cell import (
     Resubmit,
     Save,
     Settle,
+    SlotFlush,
     TenantCell,
     Update,
     Versioned,
 )
 from actors._context import WAKE
+from actors._future import Reply
 from dna import TenantDNA
 from storage import Change, Committed, Conflict, Record, StorageError, VersionConflict
 
@@ -113,7 +115,12 @@ class TenantActor(pykka.ThreadingActor):
             ready = context.ready[self._slot]
             context.woken[self._slot] = False  # before draining, as a cell's
             while ready:
-                self._drain(ready.popleft())
+                cell = ready.popleft()
+                if type(cell) is TenantCell:
+                    self._drain(cell)
+                else:
+                    assert isinstance(cell, SlotFlush)
+                    self._flush_slot(cell)
         elif message == "retire":
             self.retire()
         else:
@@ -300,6 +307,16 @@ class TenantActor(pykka.ThreadingActor):
         else:
             cell.working = None
             operation.answer = None
+
+    def _flush_slot(self, flush: SlotFlush) -> None:
+        """Every cell queued before ``flush`` is drained: flush those still busy."""
+        flushes: list[Reply[Any]] = []
+        for cell in flush.cells:
+            if cell.busy:
+                cell_flush = Flush()
+                cell.post(cell_flush, self._context)
+                flushes.append(cell_flush)
+        flush.set(flushes)
 
     def _flush(self, cell: TenantCell, flush: Operation) -> None:
         if cell.in_flight is None and not cell.pending:
