@@ -38,21 +38,30 @@ LATEST: Any = object()
 """An update's answer: the profile as committed with it (copied on ``get``)."""
 
 
-class Operation:
+class Operation(Reply[Any]):
     """A change or a request, applied by the tenant's actor in mailbox order.
 
     ``answer`` is decided when the operation is applied and sent when it is
     settled (committed, or failed); ``failure`` holds an exception instead.
     ``counted`` marks a change that holds a place of the store's ``max_queued``.
+
+    An operation is its own future (``future`` is the operation itself), what
+    the caller gets back: one object a change, not two, for the changes a
+    fire-and-forget flood keeps in flight.
     """
 
-    __slots__ = ("answer", "counted", "failure", "future")
+    __slots__ = ("answer", "counted", "failure")
 
     def __init__(self) -> None:
-        self.future: Reply[Any] = Reply()
+        super().__init__()
         self.answer: Any = PENDING
         self.failure: BaseException | None = None
         self.counted = False
+
+    @property
+    def future(self) -> Reply[Any]:
+        """The reply of the operation's caller: the operation itself."""
+        return self
 
 
 class Update(Operation):
@@ -93,6 +102,31 @@ class Flush(Operation):
     """Resolves to ``None`` once every change before it has been committed."""
 
     __slots__ = ()
+
+
+class SlotFlush(Reply[list[Reply[Any]]]):
+    """A flush of one slot: put on the slot's ready queue, behind every cell on it.
+
+    ``cells`` are the slot's cells that were busy when the flush was asked
+    for. By the time the slot's actor reaches this, it has drained every cell
+    queued before it; the flush resolves to a :class:`Flush` of each of those
+    cells still busy (a commit in flight, or changes that came since), which
+    the caller waits for. One message a slot, instead of a flush in every
+    busy cell's mailbox: a fire-and-forget backlog is flushed at the cost of
+    the cells that are still busy when the actor gets there.
+    """
+
+    __slots__ = ("cells", "slot")
+
+    def __init__(self, slot: int, cells: list[TenantCell]) -> None:
+        super().__init__()
+        self.slot = slot
+        self.cells = cells
+
+    def fail_pending(self) -> None:
+        """Answer with ``StoreClosed``: the slot's actor will not reach it."""
+        if not self.done:
+            self.set_exception((StoreClosed, StoreClosed("the store is closed"), None))
 
 
 class Refresh(Operation):

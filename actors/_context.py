@@ -7,12 +7,13 @@ import queue
 import threading
 import weakref
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
 import pykka
 
-from actors._cell import TenantCell
+from actors._cell import SlotFlush, TenantCell
 from actors._log import Events
 
 if TYPE_CHECKING:
@@ -24,16 +25,17 @@ WAKE: Final = "drain"
 
 
 class Counter:
-    """A count that any thread may add to: ``next`` on ``itertools.count`` is atomic."""
+    """A count that any thread may add to: ``next`` on ``itertools.count`` is atomic.
 
-    __slots__ = ("_count",)
+    ``add()`` counts one: it is the count's own ``__next__``, a call into C
+    with no Python frame, as it is made a few times for every change.
+    """
+
+    __slots__ = ("_count", "add")
 
     def __init__(self) -> None:
         self._count = itertools.count()
-
-    def add(self) -> None:
-        """Count one."""
-        next(self._count)
+        self.add: Callable[[], object] = self._count.__next__
 
     @property
     def value(self) -> int:
@@ -103,11 +105,14 @@ class Context:
         # slot -> the tenant actor serving the cells of that slot; written by
         # the registry, read by anyone posting.
         self.hosts: list[pykka.ActorRef[Any] | None] = [None] * max_active
-        # slot -> the cells of that slot waiting to be drained, and the
-        # slot's wake-up token (as a cell's, one level up): whoever sets it
-        # after appending tells the slot's actor, which clears it before it
-        # drains, so one message drains every cell that became ready meanwhile.
-        self.ready: list[deque[TenantCell]] = [deque() for _ in range(max_active)]
+        # slot -> the cells of that slot waiting to be drained (and flushes
+        # of the slot, in their turn), and the slot's wake-up token (as a
+        # cell's, one level up): whoever sets it after appending tells the
+        # slot's actor, which clears it before it drains, so one message
+        # drains every cell that became ready meanwhile.
+        self.ready: list[deque[TenantCell | SlotFlush]] = [
+            deque() for _ in range(max_active)
+        ]
         self.woken: list[bool] = [False] * max_active
         self.inline = inline
         self.buffered = buffered
@@ -137,7 +142,7 @@ class Context:
         # those still open are closed with the store.
         self._clones: weakref.WeakSet[Storage] = weakref.WeakSet()
 
-    def wake(self, cell: TenantCell) -> None:
+    def wake(self, cell: TenantCell | SlotFlush) -> None:
         """Have ``cell`` drained by its slot's actor (its token is set)."""
         slot = cell.slot
         self.ready[slot].append(cell)

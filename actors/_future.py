@@ -12,29 +12,42 @@ from collections.abc import Callable, Generator
 from typing import Any, Generic, TypeVar
 
 import pykka
+from pykka._future import _Unset
 
 T = TypeVar("T")
 
 _PENDING: Any = object()
+_SIGNAL = "_signal"  # in the instance dict, made by the first waiter
+_NO_HOOK_RESULT: Any = _Unset()
 
 
 class Reply(pykka.Future[T], Generic[T]):
-    """A ``pykka.Future`` backed by a ``queue.SimpleQueue`` of one message.
+    """A ``pykka.Future`` whose waiters block on a ``queue.SimpleQueue``.
 
     ``pykka.ThreadingFuture`` builds a ``threading.Condition`` per future,
     which costs more than a whole profile update; a ``SimpleQueue`` is made and
-    signalled in C. The value is stored before the signal, and every waiter
-    passes the signal on, so any number of threads may ``get()`` it.
+    signalled in C. It is made by the first thread that waits, not before: a
+    fire-and-forget change's reply, which nobody waits for, costs none. The
+    first waiter puts it in the reply's instance dict with ``setdefault``
+    (atomic: every waiter gets the same queue), then looks at the value again;
+    the setter stores the value, then looks for the queue. Each side writes
+    before it reads, so a waiter either finds the value or is signalled. Every
+    waiter passes the signal on, so any number of threads may ``get()`` it.
 
     Awaiting it in a coroutine never blocks the event loop: the answer is
     handed to the loop with ``call_soon_threadsafe`` when it is set.
     """
 
-    __slots__ = ("_callbacks", "_copied", "_exc_info", "_signal", "_value")
+    __slots__ = ("_callbacks", "_copied", "_exc_info", "_value")
 
-    def __init__(self) -> None:
-        super().__init__()
-        self._signal: queue.SimpleQueue[None] = queue.SimpleQueue()
+    # pykka.Future's own state, as class defaults: its __init__ would give
+    # every reply an instance dict and an object of its own, which a store
+    # making one reply per change pays for in allocations and collections.
+    # ``set_get_hook`` (pykka's map, filter, join) sets both on the instance.
+    _get_hook = None
+    _get_hook_result = _NO_HOOK_RESULT
+
+    def __init__(self) -> None:  # pykka.Future.__init__ is left out: see above
         self._value: Any = _PENDING
         self._exc_info: Any = None
         self._copied = False
@@ -49,11 +62,14 @@ class Reply(pykka.Future[T], Generic[T]):
         if self._get_hook is not None:
             return super().get(timeout=timeout)
         if self._value is _PENDING:
-            try:
-                self._signal.get(timeout=timeout)
-            except queue.Empty:
-                raise pykka.Timeout(f"{timeout} seconds") from None
-            self._signal.put(None)
+            signal: queue.SimpleQueue[None]
+            signal = self.__dict__.setdefault(_SIGNAL, queue.SimpleQueue())
+            if self._value is _PENDING:
+                try:
+                    signal.get(timeout=timeout)
+                except queue.Empty:
+                    raise pykka.Timeout(f"{timeout} seconds") from None
+                signal.put(None)
         if self._exc_info is not None:
             raise self._exc_info[1].with_traceback(self._exc_info[2])
         value: T = self._value.copy() if self._copied else self._value
@@ -63,7 +79,6 @@ class Reply(pykka.Future[T], Generic[T]):
         if self._value is not _PENDING:
             raise queue.Full
         self._value = value
-        self._signal.put(None)
         self._notify()
 
     def set_copied(self, value: Any) -> None:
@@ -75,7 +90,6 @@ class Reply(pykka.Future[T], Generic[T]):
             raise queue.Full
         self._copied = True
         self._value = value
-        self._signal.put(None)
         self._notify()
 
     def set_exception(self, exc_info: Any = None) -> None:
@@ -87,10 +101,13 @@ class Reply(pykka.Future[T], Generic[T]):
             exc_info = (exc_info[0], exc_info[0](), exc_info[2])
         self._exc_info = exc_info
         self._value = None
-        self._signal.put(None)
         self._notify()
 
     def _notify(self) -> None:
+        # getattr, not __dict__: a reply nobody waited for has no dict to make.
+        signal: queue.SimpleQueue[None] | None = getattr(self, _SIGNAL, None)
+        if signal is not None:
+            signal.put(None)
         callbacks = self._callbacks
         if callbacks:
             for callback in list(callbacks):

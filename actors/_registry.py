@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import pykka
 
-from actors._cell import Flush, Resubmit, TenantCell
+from actors._cell import Resubmit, SlotFlush, TenantCell
 from actors._context import WAKE
 from actors._tenant import TenantActor
 from actors._writer import Writer
@@ -119,17 +119,20 @@ class Registry(pykka.ThreadingActor):
             if cell.in_flight is not None:
                 cell.post(Resubmit(), context)
 
-    def _flush(self) -> list[pykka.Future[Any]]:
-        # Every cell with work queued, under way, or being drained; the copy
-        # of the values is made in one step, so callers adding cells meanwhile
-        # cannot disturb it.
-        futures: list[pykka.Future[Any]] = []
-        for cell in list(self._context.directory.values()):
+    def _flush(self) -> list[SlotFlush]:
+        # Every cell with work queued, under way, or being drained, by slot;
+        # the copy of the values is made in one step, so callers adding cells
+        # meanwhile cannot disturb it. Each slot's actor is handed its cells
+        # behind everything already on its ready queue.
+        context = self._context
+        busy: list[list[TenantCell]] = [[] for _ in range(context.max_active)]
+        for cell in list(context.directory.values()):
             if cell.busy:
-                flush = Flush()
-                cell.post(flush, self._context)
-                futures.append(flush.future)
-        return futures
+                busy[cell.slot].append(cell)
+        flushes = [SlotFlush(slot, cells) for slot, cells in enumerate(busy) if cells]
+        for flush in flushes:
+            context.wake(flush)
+        return flushes
 
     def _close(self) -> list[pykka.ActorRef[TenantActor]]:
         self._closing = True

@@ -272,8 +272,9 @@ class TenantDNAStore:
 
     def flush(self, timeout: float | None = None) -> None:
         """Return once every change submitted before the call is committed."""
-        for future in self._ask(("flush",)):
-            future.get(timeout=timeout)
+        for slot in self._ask(("flush",)):
+            for future in slot.get(timeout=timeout):
+                future.get(timeout=timeout)
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -298,6 +299,10 @@ class TenantDNAStore:
                 cell.closed = True
                 cell.fail_pending()
             self._directory.clear()
+            # And the flushes of slots no actor reached.
+            for ready in self._context.ready:
+                while ready:
+                    ready.popleft().fail_pending()
         finally:
             self._closed_signal.set(None)
 
@@ -472,10 +477,11 @@ def _shut_down(
 
     try:
         # Everything submitted so far is committed before any actor stops.
-        flushes: list[pykka.Future[None]]
+        flushes: list[pykka.Future[list[pykka.Future[None]]]]
         flushes = registry.ask(("flush",), block=True, timeout=left())
         for flush in flushes:
-            flush.get(timeout=left())
+            for cell_flush in flush.get(timeout=left()):
+                cell_flush.get(timeout=left())
         hosts: list[pykka.ActorRef[Any]]
         hosts = registry.ask(("close",), block=True, timeout=left())
         for host in hosts:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import queue
 from collections import OrderedDict
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
@@ -25,11 +26,13 @@ from actors._cell import (
     Resubmit,
     Save,
     Settle,
+    SlotFlush,
     TenantCell,
     Update,
     Versioned,
 )
 from actors._context import WAKE
+from actors._future import Reply
 from dna import TenantDNA
 from storage import Change, Committed, Conflict, Record, StorageError, VersionConflict
 
@@ -74,6 +77,13 @@ class TenantActor(pykka.ThreadingActor):
         self._cells: OrderedDict[TenantCell, None] = OrderedDict.fromkeys(cells)
         self._quota = max(1, context.max_resident // context.max_active)
 
+    @staticmethod
+    def _create_actor_inbox() -> queue.SimpleQueue[Any]:
+        # pykka's default, a queue.Queue, takes and signals through a
+        # Condition; a wake-up per batch of changes is cheaper through a
+        # SimpleQueue, taken and signalled in C.
+        return queue.SimpleQueue()
+
     def on_start(self) -> None:
         self._log.debug("tenant_actor_started", slot=self._slot)
 
@@ -108,7 +118,12 @@ class TenantActor(pykka.ThreadingActor):
             ready = context.ready[self._slot]
             context.woken[self._slot] = False  # before draining, as a cell's
             while ready:
-                self._drain(ready.popleft())
+                cell = ready.popleft()
+                if type(cell) is TenantCell:
+                    self._drain(cell)
+                else:
+                    assert isinstance(cell, SlotFlush)
+                    self._flush_slot(cell)
         elif message == "retire":
             self.retire()
         else:
@@ -135,7 +150,8 @@ class TenantActor(pykka.ThreadingActor):
             cells.move_to_end(cell)
         elif not cell.retired:
             cells[cell] = None
-            self._log.debug("tenant_activated", tenant_id=cell.tenant_id)
+            if self._log.enabled(logging.DEBUG):
+                self._log.debug("tenant_activated", tenant_id=cell.tenant_id)
         if cell.loaded and cell.base is None and not cell.pending:
             # Erased (or never stored): nothing of it stays in memory.
             self._retire(cell)
@@ -175,7 +191,8 @@ class TenantActor(pykka.ThreadingActor):
             del directory[cell.tenant_id]
         self._cells.pop(cell, None)
         self._context.passivations.add()
-        self._log.debug("tenant_passivated", tenant_id=cell.tenant_id)
+        if self._log.enabled(logging.DEBUG):
+            self._log.debug("tenant_passivated", tenant_id=cell.tenant_id)
         return True
 
     def _drain_cell(self, cell: TenantCell) -> None:
@@ -186,7 +203,9 @@ class TenantActor(pykka.ThreadingActor):
             while mailbox:
                 operation = mailbox.popleft()
                 kind = type(operation)
-                if kind is Settle:
+                if kind is Update:
+                    self._apply(cell, operation)
+                elif kind is Settle:
                     assert isinstance(operation, Settle)
                     self._settle(cell, operation.outcome, operation.scrub)
                 elif kind is Flush:
@@ -293,6 +312,16 @@ class TenantActor(pykka.ThreadingActor):
         else:
             cell.working = None
             operation.answer = None
+
+    def _flush_slot(self, flush: SlotFlush) -> None:
+        """Every cell queued before ``flush`` is drained: flush those still busy."""
+        flushes: list[Reply[Any]] = []
+        for cell in flush.cells:
+            if cell.busy:
+                cell_flush = Flush()
+                cell.post(cell_flush, self._context)
+                flushes.append(cell_flush)
+        flush.set(flushes)
 
     def _flush(self, cell: TenantCell, flush: Operation) -> None:
         if cell.in_flight is None and not cell.pending:
@@ -530,6 +559,7 @@ class TenantActor(pykka.ThreadingActor):
         the erasure is answered with it.
         """
         failed = isinstance(committed, StorageError)
+        release = self._context.release
         for operation in batch:
             future = operation.future
             if not future.done:
@@ -546,7 +576,9 @@ class TenantActor(pykka.ThreadingActor):
                     future.set(None)
                 else:
                     future.set(operation.answer)
-            self._settled(operation)
+            if operation.counted:
+                operation.counted = False
+                release()
 
     def _answer_applied(self, cell: TenantCell) -> None:
         """Buffered: publish the working profile, answer what is applied."""
@@ -580,6 +612,8 @@ class TenantActor(pykka.ThreadingActor):
     def _events(self, cell: TenantCell, batch: list[Operation], version: int) -> None:
         """Tell what a committed batch did, after its callers were answered."""
         log = self._log
+        if not log.enabled(logging.INFO):
+            return  # the usual case: none of these events would be shown
         tenant_id = cell.tenant_id
         if log.enabled(logging.DEBUG):
             for operation in batch:

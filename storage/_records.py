@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import random
 import secrets
 from collections.abc import Callable
 from typing import Any, Final, TypeVar
@@ -17,9 +19,20 @@ MAX_VERSION: Final = 2**63 - 1
 """The largest version ``restore`` takes (SQLite's and PostgreSQL's integers)."""
 
 
+# Incarnations need to be unique, not secret: a generator seeded from the
+# system's entropy draws one without a system call (secrets does one per
+# draw), and is seeded afresh in every forked child, so processes never share
+# a sequence. getrandbits is one call into C: threads may share it.
+_incarnations = random.Random(secrets.randbits(256))
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(
+        after_in_child=lambda: _incarnations.seed(secrets.randbits(256))
+    )
+
+
 def new_incarnation() -> int:
     """A random positive 63-bit incarnation, as every backend draws them."""
-    return secrets.randbits(63) or 1
+    return _incarnations.getrandbits(63) or 1
 
 
 def checked_copy(tenant_id: str, dna: TenantDNA) -> TenantDNA:

@@ -10,7 +10,8 @@ whatever the timing, while each of these mistakes fails (see CHANGELOG/issue 8):
 * a tenant's cell created by assignment instead of ``setdefault`` (two
   mailboxes for one tenant);
 * ``flush`` asking only cells with something in their mailbox (an actor in the
-  middle of a drain is missed);
+  middle of a drain is missed), or, handed to the slot's actor, passing over
+  a cell whose wake-up is still on its way;
 * the snapshot published after the callers are answered (read-your-writes).
 """
 
@@ -27,6 +28,7 @@ import pytest
 
 from actors import TenantDNAStore
 from actors._cell import TenantCell
+from actors._context import Context
 from actors._future import Reply
 from actors._tenant import TenantActor
 from dna import TenantDNA
@@ -149,6 +151,63 @@ def test_flush_waits_for_a_change_its_actor_is_applying(
             assert applying.wait(timeout=WAIT)
             store.flush(timeout=WAIT)
             assert sessions_applied(store.get(tenant)) == before + 1, f"round {round_}"
+
+
+def test_flush_waits_for_a_change_whose_wake_up_is_on_its_way(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A caller has appended its change and taken the cell's token, and is
+    # held before it puts the cell on its slot's ready queue. A flush asked
+    # meanwhile reaches the slot's actor before the cell does; it must still
+    # wait for that change, and returns once it is applied.
+    wake = Context.wake
+    held = threading.Event()
+    release = threading.Event()
+
+    def held_wake(context: Context, cell: Any) -> None:
+        if threading.current_thread().name == "poster":
+            held.set()
+            assert release.wait(timeout=WAIT)
+        wake(context, cell)
+
+    monkeypatch.setattr(Context, "wake", held_wake)
+    with TenantDNAStore(exit_timeout=WAIT) as store:
+        store.update_from_session("busy", PROBE, alpha=0.01)  # an actor runs
+        poster = threading.Thread(
+            target=store.update_from_session_async,
+            args=("late", PROBE, 0.01),
+            name="poster",
+        )
+        poster.start()
+        assert held.wait(timeout=WAIT)
+        seen: list[int] = []
+        flushed = threading.Event()
+
+        def flush() -> None:
+            store.flush(timeout=WAIT)
+            seen.append(sessions_applied(store.get("late")))
+            flushed.set()
+
+        flusher = threading.Thread(target=flush, name="flusher")
+        flusher.start()
+        flushed.wait(timeout=0.2)  # a flush that does not wait returns now
+        release.set()
+        poster.join(timeout=WAIT)
+        flusher.join(timeout=WAIT)
+        assert seen == [1]
+
+
+def test_a_flush_reaches_every_change_of_a_fire_and_forget_backlog() -> None:
+    # Far more changes in flight than the actors have drained: one flush a
+    # slot, handed over behind them, still covers every one.
+    with TenantDNAStore(max_active=2, exit_timeout=WAIT) as store:
+        futures = [
+            store.update_from_session_async(f"t{i}", PROBE, alpha=0.01)
+            for i in range(2_000)
+        ]
+        store.flush(timeout=WAIT)
+        assert all(isinstance(f, Reply) and f.done for f in futures)
+        assert store.count == 2_000
 
 
 def test_an_acknowledged_change_is_read_back_at_once(
