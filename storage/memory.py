@@ -468,10 +468,15 @@ class MemoryStorage(Storage):
                 version = incarnation = 0
             else:
                 _, version, incarnation = _IDS.unpack_from(current)
+            rebase: TenantDNA | None = None
             if not change.force and (
                 version != change.base_version or incarnation != change.base_incarnation
             ):
-                return Conflict(self._exposed(tenant_id, current))
+                record = self._exposed(tenant_id, current)
+                again = rebased(change, record, encode)
+                if again is None:
+                    return Conflict(record)
+                rebase, body = again
             if body is None:
                 if current is not None:
                     db.erased.append((commit, incarnation))
@@ -483,7 +488,7 @@ class MemoryStorage(Storage):
             value = _IDS.pack(0, version, incarnation) + body
             records[tenant_id] = value
             written.append((tenant_id, value))
-            return Committed(version, incarnation)
+            return Committed(version, incarnation, rebase)
         finally:
             _release(db, commit, claimed, written)
             if db.erased:
