@@ -3,19 +3,91 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import queue
+import weakref
+from collections import deque
 from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import Any, TypeVar
 
 from actors._cell import Versioned
 from actors._context import StoreStats
-from actors._future import Reply
+from actors._future import TURN, Reply
 from actors._store import TenantDNAStore
 from dna import TenantDNA
 
 T = TypeVar("T")
+
+
+class _Admission:
+    """When the coroutines of one event loop submit their changes to one store.
+
+    At most ``TURN`` changes are submitted per turn of the loop. A thousand
+    coroutines woken together (by one ``Event``, or by one batch of answers)
+    would otherwise submit a thousand changes in one turn: milliseconds of
+    work during which the loop runs nothing else, and after which the loop,
+    having held the GIL past the switch interval while the actors wanted it,
+    waits for it behind them. The others wait in line, first come first
+    submitted, each on a future that a later turn resolves.
+
+    While the store has no room (``max_queued``), one coroutine waits for it
+    in a worker thread and the line waits behind it: one thread per loop,
+    however many coroutines wait.
+    """
+
+    __slots__ = ("_line", "_scheduled", "_used", "loop", "waiting_for_room")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self._line: deque[asyncio.Future[None]] = deque()
+        self._used = 0  # changes submitted since the last turn began
+        self._scheduled = False
+        self.waiting_for_room = False
+
+    def enter(self) -> asyncio.Future[None] | None:
+        """``None``: submit now. Else a future to await first (in line)."""
+        if self._used < TURN and not self._line and not self.waiting_for_room:
+            self._used += 1
+            self._schedule()
+            return None
+        return self._queue(self._line.append)
+
+    def back_in_line(self) -> asyncio.Future[None]:
+        """A future to await before trying again, at the head of the line."""
+        return self._queue(self._line.appendleft)
+
+    def room_found(self) -> None:
+        """The coroutine that waited for room has submitted: let the line go."""
+        self.waiting_for_room = False
+        self._schedule()
+
+    def _queue(
+        self, join: Callable[[asyncio.Future[None]], None]
+    ) -> asyncio.Future[None]:
+        waiter = self.loop.create_future()
+        join(waiter)
+        self._schedule()
+        return waiter
+
+    def _schedule(self) -> None:
+        if not self._scheduled and not self.waiting_for_room:
+            self._scheduled = True
+            self.loop.call_soon(self._turn)
+
+    def _turn(self) -> None:
+        # Runs once per turn while there is anything to count or let go.
+        self._scheduled = False
+        self._used = 0
+        line = self._line
+        while line and self._used < TURN and not self.waiting_for_room:
+            waiter = line.popleft()
+            if not waiter.done():  # a cancelled coroutine left the line
+                waiter.set_result(None)
+                self._used += 1
+        if self._used:
+            self._schedule()
 
 
 class AsyncTenantDNAStore:
@@ -25,7 +97,10 @@ class AsyncTenantDNAStore:
     tenant in memory are answered at once, changes are submitted without
     waiting and awaited through a future that the tenant's actor resolves on
     the loop, and whatever must wait for storage or for room (``max_queued``)
-    runs in a worker thread. Takes the store's arguments::
+    runs in a worker thread. The loop's coroutines take turns: at most 64
+    changes are submitted per turn of the loop, the others wait in line in
+    the order they came, so a thousand coroutines woken at once never hold
+    the loop for a thousand submissions. Takes the store's arguments::
 
         async with AsyncTenantDNAStore("sqlite:///profiles.db") as store:
             profile = await store.update_from_session("acme", {"tokens_used": 900})
@@ -35,6 +110,10 @@ class AsyncTenantDNAStore:
         self, url: str | os.PathLike[str] | None = None, **options: Any
     ) -> None:
         self._store = TenantDNAStore(url, **options)
+        self._admissions: weakref.WeakKeyDictionary[
+            asyncio.AbstractEventLoop, _Admission
+        ] = weakref.WeakKeyDictionary()
+        self._admission: _Admission | None = None  # the last loop's
 
     @property
     def store(self) -> TenantDNAStore:
@@ -56,26 +135,42 @@ class AsyncTenantDNAStore:
         self, tenant_id: str, session_metrics: Mapping[str, Any], alpha: float = 0.2
     ) -> TenantDNA:
         """Learn from one session; the profile right after it (see the store)."""
-        submit = self._store._submit_update
-        return await self._submitted(
-            lambda block: submit(
-                tenant_id, session_metrics, alpha, block=block, raise_invalid=True
+        # Written out rather than through _submitted: no closure or bound
+        # method lives on while the answer is awaited (fewer objects for the
+        # garbage collector, a thousand coroutines at a time).
+        waiter = self._admission_here().enter()
+        if waiter is not None:
+            await waiter
+        try:
+            future = self._store._submit_update(
+                tenant_id, session_metrics, alpha, block=False, raise_invalid=True
             )
-        )
+        except queue.Empty:
+            future = await _when_room(
+                self._admission_here(),
+                functools.partial(
+                    self._store._submit_update,
+                    tenant_id,
+                    session_metrics,
+                    alpha,
+                    raise_invalid=True,
+                ),
+            )
+        return await future
 
     async def save(
         self, tenant_id: str, dna: TenantDNA, *, expected_version: int | None = None
     ) -> None:
         """Store a copy of ``dna``; compare-and-set with ``expected_version``."""
-        submit = self._store._submit_save
         await self._submitted(
-            lambda block: submit(tenant_id, dna, expected_version, block=block)
+            functools.partial(
+                self._store._submit_save, tenant_id, dna, expected_version
+            )
         )
 
     async def delete(self, tenant_id: str) -> None:
         """Erase the tenant (GDPR); see ``TenantDNAStore.delete``."""
-        submit = self._store._submit_delete
-        await self._submitted(lambda block: submit(tenant_id, block=block))
+        await self._submitted(functools.partial(self._store._submit_delete, tenant_id))
 
     async def list_tenants(self) -> list[str]:
         """The ids of the tenants with stored DNA, sorted."""
@@ -108,10 +203,45 @@ class AsyncTenantDNAStore:
     ) -> None:
         await self.close()
 
-    async def _submitted(self, submit: Callable[[bool], Reply[T]]) -> T:
+    def _admission_here(self) -> _Admission:
+        loop = asyncio.get_running_loop()
+        admission = self._admission
+        if admission is None or admission.loop is not loop:
+            admission = self._admissions.get(loop)
+            if admission is None:
+                admission = self._admissions[loop] = _Admission(loop)
+            self._admission = admission
+        return admission
+
+    async def _submitted(self, submit: Callable[..., Reply[T]]) -> T:
+        """Submit a change in its turn (``submit(block=...)``), await its answer."""
+        admission = self._admission_here()
+        waiter = admission.enter()
+        if waiter is not None:
+            await waiter
         try:
-            future = submit(False)
+            future = submit(block=False)
         except queue.Empty:
-            # No room: wait for it in a worker thread, not on the loop.
-            future = await asyncio.to_thread(submit, True)
+            future = await _when_room(admission, submit)
         return await future
+
+
+async def _when_room(
+    admission: _Admission, submit: Callable[..., Reply[T]]
+) -> Reply[T]:
+    """Submit once the store has room, waiting for it off the loop.
+
+    One coroutine of the loop waits for room in a worker thread; the others
+    go back to the head of the line and try again once it has submitted.
+    """
+    while admission.waiting_for_room:
+        await admission.back_in_line()
+        try:
+            return submit(block=False)
+        except queue.Empty:
+            pass
+    admission.waiting_for_room = True
+    try:
+        return await asyncio.to_thread(submit, block=True)
+    finally:
+        admission.room_found()

@@ -8,7 +8,7 @@ import queue
 import sys
 import weakref
 from collections import deque
-from collections.abc import Callable, Generator
+from collections.abc import Generator
 from typing import Any, Generic, TypeVar
 
 import pykka
@@ -19,6 +19,10 @@ T = TypeVar("T")
 _PENDING: Any = object()
 _SIGNAL = "_signal"  # in the instance dict, made by the first waiter
 _NO_HOOK_RESULT: Any = _Unset()
+
+TURN = 64
+"""Coroutines an event loop is handed per turn by the store, at most: answers
+(:class:`Reply`), and changes let through to be submitted (``AsyncTenantDNAStore``)."""
 
 
 class Reply(pykka.Future[T], Generic[T]):
@@ -38,7 +42,7 @@ class Reply(pykka.Future[T], Generic[T]):
     handed to the loop with ``call_soon_threadsafe`` when it is set.
     """
 
-    __slots__ = ("_callbacks", "_copied", "_exc_info", "_value")
+    __slots__ = ("_awaiting", "_copied", "_exc_info", "_value")
 
     # pykka.Future's own state, as class defaults: its __init__ would give
     # every reply an instance dict and an object of its own, which a store
@@ -51,7 +55,7 @@ class Reply(pykka.Future[T], Generic[T]):
         self._value: Any = _PENDING
         self._exc_info: Any = None
         self._copied = False
-        self._callbacks: list[Callable[[], None]] | None = None
+        self._awaiting: list[Any] | None = None
 
     @property
     def done(self) -> bool:
@@ -108,29 +112,25 @@ class Reply(pykka.Future[T], Generic[T]):
         signal: queue.SimpleQueue[None] | None = getattr(self, _SIGNAL, None)
         if signal is not None:
             signal.put(None)
-        callbacks = self._callbacks
-        if callbacks:
-            for callback in list(callbacks):
-                callback()
+        awaiting = self._awaiting
+        if awaiting:
+            # Pairs of (inbox, waiter), flat: no closure, no tuple per await.
+            for index in range(0, len(awaiting) - 1, 2):
+                awaiting[index].put(awaiting[index + 1])
 
     def __await__(self) -> Generator[Any, None, T]:
         if self._value is _PENDING:
             loop = asyncio.get_running_loop()
             waiter: asyncio.Future[None] = loop.create_future()
             inbox = _inbox(loop)
-
-            def wake() -> None:
-                # Called by the setter's thread, or by ours if the answer came
-                # in while registering; the loop side resolves it once.
-                inbox.put(waiter)
-
-            if self._callbacks is None:
-                self._callbacks = []
-            self._callbacks.append(wake)
-            # The setter stores the value before it reads the callbacks, and
-            # we append before we read the value: one of us sees the other.
+            if self._awaiting is None:
+                self._awaiting = []
+            self._awaiting.extend((inbox, waiter))
+            # The setter stores the value before it reads the waiters, and we
+            # add ours before we read the value: one of us sees the other
+            # (the inbox resolves a waiter once, however often it is put).
             if self._value is not _PENDING:
-                wake()
+                inbox.put(waiter)
             yield from waiter.__await__()
         return self.get(timeout=0)
 
@@ -144,8 +144,6 @@ class _LoopInbox:
     callbacks between them, so a thousand answers arriving together do not
     stall it for the time of a thousand coroutine steps.
     """
-
-    TURN = 64
 
     __slots__ = ("_loop", "_scheduled", "_waiters")
 
@@ -166,7 +164,7 @@ class _LoopInbox:
     def _run(self) -> None:
         self._scheduled = False
         waiters = self._waiters
-        for _ in range(self.TURN):
+        for _ in range(TURN):
             try:
                 waiter = waiters.popleft()
             except IndexError:

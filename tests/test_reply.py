@@ -77,3 +77,26 @@ def test_a_shared_value_is_copied_for_every_get() -> None:
     assert reply.get(timeout=1) == shared
     assert shared.peak_hours == [3]
     assert first is not reply.get(timeout=1)
+
+
+def test_every_awaiting_coroutine_gets_the_value_in_its_own_loop() -> None:
+    reply: Reply[int] = Reply()
+    other_loop: list[int] = []
+
+    async def wait() -> int:
+        return await reply
+
+    async def main() -> list[int]:
+        awaiting = [asyncio.ensure_future(wait()) for _ in range(3)]
+        await asyncio.sleep(0)  # all three wait for it
+        elsewhere = threading.Thread(
+            target=lambda: other_loop.append(asyncio.run(wait()))
+        )
+        elsewhere.start()
+        threading.Thread(target=reply.set, args=(7,)).start()
+        values = await asyncio.wait_for(asyncio.gather(*awaiting), timeout=10)
+        await asyncio.to_thread(elsewhere.join, 10)
+        return values
+
+    assert asyncio.run(main()) == [7, 7, 7]
+    assert other_loop == [7]
