@@ -26,8 +26,11 @@ from typing import Any
 
 import pytest
 
+import storage.sqlite
 from actors import StorageError, TenantDNAStore, VersionConflict, Versioned
+from actors._cell import UNKNOWN
 from dna import TenantDNA
+from storage import Change, SQLiteStorage
 from tests.conftest import PROBE, SEED_SESSION, learned, sessions_applied
 from tests.programs.durable_jobs import secrets, victim_sessions
 from tests.test_storage import _files
@@ -532,6 +535,34 @@ def test_each_update_of_a_rebased_batch_is_answered_with_its_own_profile(
                 wanted.append(learned(expected))
         assert answers == wanted
         assert learned(ours.get("t")) == wanted[-1]
+
+
+def test_an_update_after_a_poll_that_could_not_say_what_changed_reads_storage_first(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "profiles.db"
+    monkeypatch.setattr(storage.sqlite, "ERASURE_LOG", 3)
+    with TenantDNAStore(path, staleness=0.2) as ours:
+        ours.update_from_session("t", {"task_complexity": 0.9, "intent": "old"})
+        ours.flush()
+        other = SQLiteStorage(path)
+        try:
+            others = [f"x{n}" for n in range(6)]
+            other.commit([Change(x, TenantDNA(), 0, 0, force=True) for x in others])
+            # One commit erases more than the log keeps: ours cannot learn
+            # which tenants went, only that anything may have changed.
+            other.commit([Change(x, None, 0, 0, force=True) for x in ["t", *others]])
+        finally:
+            other.close()
+        # Its next poll marks every resident tenant: anything may have changed.
+        # (Looked at in the cell, not through get, which would read it back.)
+        cell = ours._directory["t"]
+        assert wait_for(lambda: cell.stale == UNKNOWN, VISIBLE_WITHIN)
+        # Computed on the stored record (absent), not on the erased one.
+        ours.update_from_session("t", {"intent": "new"})
+        got = ours.get_versioned("t")
+        assert (got.version, got.dna.common_intents) == (1, ["new"])
+        assert got.dna.avg_task_complexity == TenantDNA().avg_task_complexity
 
 
 def test_compare_and_set_across_processes_refuses_a_stale_version(
