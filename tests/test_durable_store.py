@@ -28,7 +28,7 @@ import pytest
 
 import storage.sqlite
 from actors import StorageError, TenantDNAStore, VersionConflict, Versioned
-from actors._cell import UNKNOWN
+from actors._cell import NEWER, UNKNOWN
 from dna import TenantDNA
 from storage import Change, SQLiteStorage
 from tests.conftest import PROBE, SEED_SESSION, learned, sessions_applied
@@ -563,6 +563,24 @@ def test_an_update_after_a_poll_that_could_not_say_what_changed_reads_storage_fi
         got = ours.get_versioned("t")
         assert (got.version, got.dna.common_intents) == (1, ["new"])
         assert got.dna.avg_task_complexity == TenantDNA().avg_task_complexity
+
+
+def test_a_compare_and_set_on_a_tenant_another_store_changed_is_judged_on_storage(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "profiles.db"
+    with TenantDNAStore(path, staleness=0.2) as ours, TenantDNAStore(path) as theirs:
+        ours.update_from_session("t", {"intent": "ours"})
+        theirs.update_from_session("t", {"intent": "theirs"})
+        cell = ours._directory["t"]
+        assert wait_for(lambda: cell.stale == NEWER, VISIBLE_WITHIN)
+        # The version a caller read from storage (2) is the one that counts,
+        # not the one this store held (1).
+        ours.save("t", TenantDNA(common_intents=["cas"]), expected_version=2)
+        got = ours.get_versioned("t")
+        assert (got.version, got.dna.common_intents) == (3, ["cas"])
+        with pytest.raises(VersionConflict):
+            ours.save("t", TenantDNA(), expected_version=2)
 
 
 def test_compare_and_set_across_processes_refuses_a_stale_version(
