@@ -186,7 +186,9 @@ class TenantActor(pykka.ThreadingActor):
         directory = self._context.directory
         if directory.get(cell.tenant_id) is cell:
             del directory[cell.tenant_id]
-        self._cells.pop(cell, None)
+        cells = self._cells
+        if cell in cells:  # not when the clock took it out already
+            del cells[cell]
         self._context.passivations.add()
         if self._log.enabled(logging.DEBUG):
             self._log.debug("tenant_passivated", tenant_id=cell.tenant_id)

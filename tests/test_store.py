@@ -15,7 +15,7 @@ from typing import Any
 import pykka
 import pytest
 
-from actors import InvalidTenantId, StoreClosed, TenantDNAStore
+from actors import DEFAULT_MAX_ACTIVE, InvalidTenantId, StoreClosed, TenantDNAStore
 from actors._tenant import EVICTION_LOOKS, TenantActor
 from dna import InvalidSessionMetrics, TenantDNA
 from tests.conftest import PROBE, SEED_SESSION, learned, sessions_applied
@@ -248,6 +248,21 @@ def test_max_active_must_be_a_positive_int() -> None:
         TenantDNAStore(max_active=0)
     with pytest.raises(TypeError, match="max_active"):
         TenantDNAStore(max_active=True)
+
+
+def test_a_local_store_runs_one_tenant_actor_unless_told_otherwise(
+    tmp_path: Path,
+) -> None:
+    # Under the GIL, more actors only contend for it (see DEFAULT_MAX_ACTIVE).
+    for url in (None, tmp_path / "profiles.db"):
+        with TenantDNAStore(url) as store:
+            for i in range(20):
+                store.update_from_session(f"t{i}", PROBE)
+            assert store.stats().active_actors == DEFAULT_MAX_ACTIVE == 1
+    with TenantDNAStore(max_active=3) as store:
+        for i in range(20):
+            store.update_from_session(f"t{i}", PROBE)
+        assert store.stats().active_actors == 3
 
 
 def test_passivated_tenants_keep_their_profiles() -> None:
