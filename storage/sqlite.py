@@ -58,7 +58,13 @@ from storage._base import (
     Storage,
     StorageError,
 )
-from storage._records import checked_copy, checked_ids, new_incarnation, parse_row
+from storage._records import (
+    canonical_dict,
+    checked_copy,
+    checked_ids,
+    new_incarnation,
+    parse_row,
+)
 
 SCHEMA_VERSION: Final = 1
 """The layout this code writes; a file of a newer one is refused."""
@@ -305,13 +311,21 @@ def _connect(path: str, busy_timeout: float) -> sqlite3.Connection:
     return connection
 
 
+# ASCII JSON: any str a profile may hold round-trips, lone surrogates too.
+# One encoder for every profile: json.dumps with options builds one a call.
+_JSON: Final = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
+
+
 def _encode(tenant_id: str, dna: TenantDNA) -> str:
-    # ASCII JSON: any str a profile may hold round-trips, lone surrogates too.
-    return json.dumps(
-        checked_copy(tenant_id, dna).to_dict(),
-        separators=(",", ":"),
-        allow_nan=False,
-    )
+    data: dict[str, Any] | None = None
+    if type(dna) is TenantDNA:
+        try:
+            data = dna.to_dict()
+        except Exception:  # changed by another thread meanwhile: judged below
+            data = None
+    if data is None or not canonical_dict(data):
+        data = checked_copy(tenant_id, dna).to_dict()
+    return _JSON.encode(data)
 
 
 class SQLiteStorage(Storage):
