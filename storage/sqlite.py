@@ -464,6 +464,18 @@ class SQLiteStorage(Storage):
         for change, text in zip(changes, texts, strict=True):
             tenant_id = change.tenant_id
             table = tables[tenant_id]
+            if tenant_id not in current and text is not None and not change.force:
+                # The usual change: written if its base is what is stored,
+                # in one statement; the stored row is read only on a conflict.
+                written = self._write_on_base(db, table, change, text, sequence)
+                if written is not None:
+                    version, incarnation = written
+                    if change.base_version == 0:
+                        tenants += 1
+                    current[tenant_id] = (version, incarnation, text)
+                    outcomes.append(Committed(version, incarnation))
+                    wrote = True
+                    continue
             if tenant_id not in current:
                 rows = db.execute(
                     f"SELECT version, incarnation, dna FROM {table} "
@@ -523,6 +535,37 @@ class SQLiteStorage(Storage):
             for table in sorted(scrubbed):
                 self._rewrite(db, table)
         return outcomes
+
+    @staticmethod
+    def _write_on_base(
+        db: sqlite3.Connection, table: str, change: Change, text: str, sequence: int
+    ) -> tuple[int, int] | None:
+        """Write ``change`` if the stored record is its base: the new version
+        and incarnation, or ``None`` (nothing written) if it is not."""
+        if change.base_version == 0:
+            if change.base_incarnation != 0:
+                return None
+            incarnation = new_incarnation()
+            cursor = db.execute(
+                f"INSERT INTO {table} (tenant_id, version, incarnation, sequence, "
+                "dna) VALUES (?, 1, ?, ?, ?) ON CONFLICT (tenant_id) DO NOTHING",
+                (change.tenant_id, incarnation, sequence, text),
+            )
+            return (1, incarnation) if cursor.rowcount == 1 else None
+        version = change.base_version + 1
+        cursor = db.execute(
+            f"UPDATE {table} SET version = ?, sequence = ?, dna = ? "
+            "WHERE tenant_id = ? AND version = ? AND incarnation = ?",
+            (
+                version,
+                sequence,
+                text,
+                change.tenant_id,
+                change.base_version,
+                change.base_incarnation,
+            ),
+        )
+        return (version, change.base_incarnation) if cursor.rowcount == 1 else None
 
     @staticmethod
     def _meta(db: sqlite3.Connection, key: str) -> int:
