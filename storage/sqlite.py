@@ -94,6 +94,9 @@ _OURS: Final = frozenset(
     )
 )
 _FIELDS: Final = "tenant_id, version, incarnation, dna"
+_LOAD: Final = {
+    table: f"SELECT {_FIELDS} FROM {table} WHERE tenant_id = ?" for table in _TABLES
+}
 
 Row = tuple[Any, ...]
 
@@ -416,11 +419,13 @@ class SQLiteStorage(Storage):
             table = _table(tenant_id)
         except UnicodeEncodeError:
             return None  # no such id can have been stored
-        rows = self._read(
-            f"loading tenant {tenant_id!r}",
-            f"SELECT {_FIELDS} FROM {table} WHERE tenant_id = ?",
-            (tenant_id,),
-        )
+        # As _read does, with the message made only for a failure: a store
+        # loads every tenant it has not in memory, absent ones included.
+        try:
+            rows = self._db().execute(_LOAD[table], (tenant_id,)).fetchall()
+        except sqlite3.Error as error:
+            msg = f"{self.name}: loading tenant {tenant_id!r} failed: {error}"
+            raise StorageError(msg) from error
         return self._record(*rows[0]) if rows else None
 
     def commit(self, changes: Sequence[Change]) -> list[Outcome]:
@@ -455,8 +460,13 @@ class SQLiteStorage(Storage):
         texts: list[str | None],
         scrubbed: set[str],
     ) -> list[Outcome]:
-        sequence = self._meta(db, "sequence") + 1
-        tenants = self._meta(db, "tenants")
+        meta = dict(
+            db.execute(
+                f"SELECT key, value FROM {_META} WHERE key IN ('sequence', 'tenants')"
+            ).fetchall()
+        )
+        sequence = meta["sequence"] + 1
+        tenants = meta["tenants"]
         # tenant id -> (version, incarnation, dna text), or None: absent
         current: dict[str, Row | None] = {}
         outcomes: list[Outcome] = []
@@ -525,10 +535,9 @@ class SQLiteStorage(Storage):
             wrote = True
         if wrote:
             db.execute(
-                f"UPDATE {_META} SET value = ? WHERE key = 'sequence'", (sequence,)
-            )
-            db.execute(
-                f"UPDATE {_META} SET value = ? WHERE key = 'tenants'", (tenants,)
+                f"UPDATE {_META} SET value = CASE key WHEN 'sequence' THEN ? "
+                "ELSE ? END WHERE key IN ('sequence', 'tenants')",
+                (sequence, tenants),
             )
         if scrubbed:
             self._prune(db)
