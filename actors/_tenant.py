@@ -150,6 +150,16 @@ class TenantActor(pykka.ThreadingActor):
             self._drain_cell(cell)
         finally:
             cell.draining = False
+        base, published = cell.base, cell.published
+        if (
+            published is not None
+            and base is not None
+            and published.dna is base.dna
+            and published.version == base.version
+        ):
+            # The committed record itself, rather than a copy of its fields:
+            # one object less for every tenant held in memory.
+            cell.published = base
         cells, busy = self._cells, self._busy
         if cell in cells:
             cells.move_to_end(cell)
