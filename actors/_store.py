@@ -399,7 +399,9 @@ class TenantDNAStore:
             cell = self._directory.get(tenant_id)
             if cell is not None:
                 return cell
-        cell = self._directory.get(check_tenant_id(tenant_id))
+            check_tenant_id(tenant_id)  # a new tenant: its cell is made on post
+        else:
+            cell = self._directory.get(check_tenant_id(tenant_id))
         if cell is None and self._closed:
             # close() emptied the directory after the first check.
             raise StoreClosed("the store is closed")
