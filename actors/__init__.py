@@ -8,6 +8,7 @@ from actors._store import (
     DEFAULT_MAX_ACTIVE,
     DEFAULT_MAX_QUEUED,
     DEFAULT_MAX_RESIDENT,
+    SERVER_MAX_ACTIVE,
     TenantDNAStore,
 )
 from storage import StorageError, VersionConflict
@@ -16,6 +17,7 @@ __all__ = [
     "DEFAULT_MAX_ACTIVE",
     "DEFAULT_MAX_QUEUED",
     "DEFAULT_MAX_RESIDENT",
+    "SERVER_MAX_ACTIVE",
     "AsyncTenantDNAStore",
     "InvalidTenantId",
     "StorageError",

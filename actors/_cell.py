@@ -13,7 +13,7 @@ after an actor was lost. Every field has one writer, so no lock is needed.
 from __future__ import annotations
 
 from collections import deque
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from actors._errors import StoreClosed
 from actors._future import Reply
@@ -29,6 +29,20 @@ class Versioned(NamedTuple):
 
     dna: TenantDNA
     version: int
+
+
+class Snapshot(Protocol):
+    """What readers take from ``TenantCell.published``: a profile and its version.
+
+    A ``Versioned``, or the committed ``storage.Record`` itself when that is
+    what is published (one object less for every tenant in memory).
+    """
+
+    @property
+    def dna(self) -> TenantDNA: ...
+
+    @property
+    def version(self) -> int: ...
 
 
 PENDING: Any = object()
@@ -260,7 +274,7 @@ class TenantCell:
         self.tenant_id = tenant_id
         self.slot = slot
         self.mailbox: deque[Operation] = deque()
-        self.published: Versioned | None = None
+        self.published: Snapshot | None = None
         self.scheduled = False
         self.draining = False
         self.retired = False

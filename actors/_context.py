@@ -162,13 +162,18 @@ class Context:
 
     def cell(self, tenant_id: str) -> TenantCell:
         """The tenant's live cell, created if it has none."""
-        directory = self.directory
-        cell = directory.get(tenant_id)
-        if cell is None:
-            cell = directory.setdefault(
-                tenant_id, TenantCell(tenant_id, hash(tenant_id) % self.max_active)
-            )
-        return cell
+        cell = self.directory.get(tenant_id)
+        return self.new_cell(tenant_id) if cell is None else cell
+
+    def new_cell(self, tenant_id: str) -> TenantCell:
+        """The tenant's live cell, for a tenant that had none a moment ago.
+
+        ``setdefault`` is atomic: of the callers that create a tenant's cell
+        at once, one cell wins and every one of them gets it.
+        """
+        return self.directory.setdefault(
+            tenant_id, TenantCell(tenant_id, hash(tenant_id) % self.max_active)
+        )
 
     @property
     def active(self) -> int:

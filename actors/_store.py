@@ -39,15 +39,26 @@ from dna import (
 )
 from storage import Storage, StorageError, open_storage
 from storage.memory import MemoryStorage
+from storage.sqlite import SQLiteStorage
 
-DEFAULT_MAX_ACTIVE: Final = 4
-"""Tenant actors (threads) a store runs; each serves the tenants of its slot.
+DEFAULT_MAX_ACTIVE: Final = 1
+"""Tenant actors (threads) a store runs in memory or on an SQLite file.
 
-Measured (bench/ finalise, 16 submitting threads, 2 cores, one run each):
-fire-and-forget updates on SQLite went at 39,000/s with 4 actors, 30,000
-with 8, 28,000 with 16 and 18,000 with 32; in memory 65,000, 53,000, 54,000
-and 50,000. Under the GIL every extra thread that wants it slows the others:
-a few busy actors beat many mostly idle ones.
+Each actor serves the tenants of its slot. Under the GIL one thread runs
+Python at a time, so more actors add no parallelism to the work of applying
+changes, and every extra thread that wants the GIL slows the others: more
+context switches, smaller batches per wake-up, colder caches. Measured (16
+submitting threads, 2 cores): with 1 actor instead of 4, fire-and-forget
+updates went from 75,000/s to 94,000/s in memory and from 38,000/s to
+54,000/s on SQLite (bench/ finalise); a million first touches cost 41 us
+of CPU each instead of 58 fire-and-forget, 46 instead of 60 acknowledged.
+"""
+
+SERVER_MAX_ACTIVE: Final = 4
+"""Tenant actors a store runs on a database server (PostgreSQL).
+
+An actor reading a profile that is not in memory waits on the network with
+the GIL released; several actors overlap those waits.
 """
 
 DEFAULT_MAX_RESIDENT: Final = 100_000
@@ -77,8 +88,10 @@ class TenantDNAStore:
     other tenants' changes; with ``"buffered"`` once applied in memory, and
     committed within ``flush_interval`` seconds. Other processes' changes to
     the same file are seen within ``staleness`` seconds. ``max_active``
-    bounds the tenant actors (one thread each) running at once; ``max_queued``
-    the changes in flight, past which a caller waits.
+    bounds the tenant actors (one thread each) running at once (by default
+    :data:`DEFAULT_MAX_ACTIVE` in memory and on SQLite,
+    :data:`SERVER_MAX_ACTIVE` on PostgreSQL); ``max_queued`` the changes in
+    flight, past which a caller waits.
 
     Use it as a context manager, or call :meth:`close`::
 
@@ -90,7 +103,7 @@ class TenantDNAStore:
         self,
         url: str | os.PathLike[str] | None = None,
         *,
-        max_active: int = DEFAULT_MAX_ACTIVE,
+        max_active: int | None = None,
         max_resident: int = DEFAULT_MAX_RESIDENT,
         durability: str = "commit",
         staleness: float = 1.0,
@@ -98,7 +111,8 @@ class TenantDNAStore:
         max_queued: int = DEFAULT_MAX_QUEUED,
         exit_timeout: float = 30.0,
     ) -> None:
-        _check_count("max_active", max_active)
+        if max_active is not None:
+            _check_count("max_active", max_active)
         _check_count("max_resident", max_resident)
         _check_count("max_queued", max_queued)
         if durability not in DURABILITIES:
@@ -112,6 +126,9 @@ class TenantDNAStore:
             _check_seconds(name, value)
         storage = open_storage(url)
         inline = isinstance(storage, MemoryStorage)
+        if max_active is None:
+            local = inline or isinstance(storage, SQLiteStorage)
+            max_active = DEFAULT_MAX_ACTIVE if local else SERVER_MAX_ACTIVE
         context = Context(
             storage,
             inline=inline,
@@ -396,7 +413,9 @@ class TenantDNAStore:
             cell = self._directory.get(tenant_id)
             if cell is not None:
                 return cell
-        cell = self._directory.get(check_tenant_id(tenant_id))
+            check_tenant_id(tenant_id)  # a new tenant: its cell is made on post
+        else:
+            cell = self._directory.get(check_tenant_id(tenant_id))
         if cell is None and self._closed:
             # close() emptied the directory after the first check.
             raise StoreClosed("the store is closed")
@@ -411,18 +430,19 @@ class TenantDNAStore:
         block: bool = True,
     ) -> Reply[Any]:
         """Submit a change; with ``block=False``, raise ``queue.Empty`` if no room."""
+        context = self._context
         if block:
-            self._context.places.get()
+            context.places.get()
         else:
-            self._context.places.get_nowait()
+            context.places.get_nowait()
         operation.counted = True
         if cell is None:
-            cell = self._context.cell(_plain(tenant_id))
+            cell = context.new_cell(_plain(tenant_id))
         try:
-            cell.post(operation, self._context)
+            cell.post(operation, context)
         except pykka.ActorDeadError:
             raise StoreClosed("the store is closed") from None
-        return operation.future
+        return operation  # its own future
 
     def _ask(self, message: tuple[str, ...]) -> Any:
         self._check_open()

@@ -73,8 +73,14 @@ class TenantActor(pykka.ThreadingActor):
         self._slot = slot
         self._retiring = False
         self._log = context.events
-        # The cells of this slot, least recently used first.
+        # The log's levels, asked once a batch: the routine events of a
+        # change (activated, committed, passivated) each cost a level check.
+        self._debug = self._info = False
+        # The cells of this slot, least recently used first; and those the
+        # eviction clock found busy, out of the order until their next drain
+        # (which their work is sure to bring) puts them back at its end.
         self._cells: OrderedDict[TenantCell, None] = OrderedDict.fromkeys(cells)
+        self._busy: set[TenantCell] = set()
         self._quota = max(1, context.max_resident // context.max_active)
 
     @staticmethod
@@ -114,6 +120,8 @@ class TenantActor(pykka.ThreadingActor):
         # WAKE: the slot's token holder says cells are ready; "retire" comes
         # from the store's close, after every wake-up sent before it.
         if message == WAKE:
+            self._debug = self._log.enabled(logging.DEBUG)
+            self._info = self._debug or self._log.enabled(logging.INFO)
             context = self._context
             ready = context.ready[self._slot]
             context.woken[self._slot] = False  # before draining, as a cell's
@@ -145,36 +153,51 @@ class TenantActor(pykka.ThreadingActor):
             self._drain_cell(cell)
         finally:
             cell.draining = False
-        cells = self._cells
+        base, published = cell.base, cell.published
+        if (
+            published is not None
+            and base is not None
+            and published.dna is base.dna
+            and published.version == base.version
+        ):
+            # The committed record itself, rather than a copy of its fields:
+            # one object less for every tenant held in memory.
+            cell.published = base
+        cells, busy = self._cells, self._busy
         if cell in cells:
             cells.move_to_end(cell)
+        elif cell in busy:
+            busy.remove(cell)
+            cells[cell] = None
         elif not cell.retired:
             cells[cell] = None
-            if self._log.enabled(logging.DEBUG):
+            if self._debug:
                 self._log.debug("tenant_activated", tenant_id=cell.tenant_id)
         if cell.loaded and cell.base is None and not cell.pending:
             # Erased (or never stored): nothing of it stays in memory.
             self._retire(cell)
-        if len(cells) > self._quota:
+        if len(cells) + len(busy) > self._quota:
             self._evict()
 
     def _evict(self) -> None:
         """Retire the least recently used idle cells down to the quota."""
-        cells = self._cells
-        # Like a clock hand: a cell that can go is retired; one that cannot yet
-        # (a commit in flight, a read since the last look) goes to the back.
-        # Only those skips are bounded per drain, so a slot full of busy cells
-        # costs a few looks, not a scan of them all, and idle cells past the
-        # quota always go.
+        cells, busy = self._cells, self._busy
+        quota = self._quota
+        # Like a clock hand: a cell that can go is retired; one read since the
+        # last look goes to the back; a busy one (a commit in flight, a change
+        # waiting) leaves the order, still counted, until its next drain. Only
+        # those skips are bounded per drain, so a slot full of busy cells costs
+        # a few looks, each cell looked at once while it is busy, and idle
+        # cells past the quota always go.
         skipped = 0
-        while len(cells) > self._quota and skipped < EVICTION_LOOKS:
+        while cells and len(cells) + len(busy) > quota and skipped < EVICTION_LOOKS:
             cell, _ = cells.popitem(last=False)
             if cell.recent:
                 cell.recent = False
                 cells[cell] = None
                 skipped += 1
             elif not self._retire(cell):
-                cells[cell] = None
+                busy.add(cell)
                 skipped += 1
 
     def _retire(self, cell: TenantCell) -> bool:
@@ -189,9 +212,11 @@ class TenantActor(pykka.ThreadingActor):
         directory = self._context.directory
         if directory.get(cell.tenant_id) is cell:
             del directory[cell.tenant_id]
-        self._cells.pop(cell, None)
+        cells = self._cells
+        if cell in cells:  # not when the clock took it out already
+            del cells[cell]
         self._context.passivations.add()
-        if self._log.enabled(logging.DEBUG):
+        if self._debug:
             self._log.debug("tenant_passivated", tenant_id=cell.tenant_id)
         return True
 
@@ -611,11 +636,11 @@ class TenantActor(pykka.ThreadingActor):
 
     def _events(self, cell: TenantCell, batch: list[Operation], version: int) -> None:
         """Tell what a committed batch did, after its callers were answered."""
-        log = self._log
-        if not log.enabled(logging.INFO):
+        if not self._info:
             return  # the usual case: none of these events would be shown
+        log = self._log
         tenant_id = cell.tenant_id
-        if log.enabled(logging.DEBUG):
+        if self._debug:
             for operation in batch:
                 if operation.failure is not None:
                     continue

@@ -74,7 +74,6 @@ from typing import Any
 
 import structlog
 
-from actors import DEFAULT_MAX_ACTIVE
 from bench.contenders import LockedDict
 from bench.report import machine
 from bench.run import ThreadPeak, _trim_heap, os_threads, rss_bytes
@@ -94,8 +93,6 @@ SQLITE_MAX_RESIDENT = 10_000
 WRITES = {"memory": "async,ack", "sqlite": "async,ack"}
 """The first-touch runs per storage by default (``--memory-writes``,
 ``--sqlite-writes``)."""
-MAX_ACTIVE = DEFAULT_MAX_ACTIVE
-"""The store's own default: the population runs as a service would."""
 
 TARGET_FIRST_TOUCH_X_LOCK = 0.5
 TARGET_MEMORY_BYTES_PER_TENANT = 600
@@ -357,9 +354,10 @@ def run_store(pop: Population, job: Job) -> dict[str, Any]:
     """One store run: first touches, then (as the job says) reads, checks, erasure."""
     from actors import TenantDNAStore
 
-    result: dict[str, Any] = {"max_active": MAX_ACTIVE}
+    # The store's own max_active: the population runs as a service would.
+    result: dict[str, Any] = {}
     folder: tempfile.TemporaryDirectory[str] | None = None
-    options: dict[str, Any] = {"max_active": MAX_ACTIVE}
+    options: dict[str, Any] = {}
     if job.max_resident is not None:
         options["max_resident"] = job.max_resident
     if job.storage == "sqlite":
@@ -374,9 +372,9 @@ def run_store(pop: Population, job: Job) -> dict[str, Any]:
     try:
         with ThreadPeak() as peak:
             store = TenantDNAStore(**options)
-            result["max_resident"] = getattr(
-                getattr(store, "_context", None), "max_resident", job.max_resident
-            )
+            context = getattr(store, "_context", None)
+            result["max_resident"] = getattr(context, "max_resident", job.max_resident)
+            result["max_active"] = getattr(context, "max_active", None)
             try:
                 write = (
                     store.update_from_session

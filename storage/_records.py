@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import random
 import secrets
@@ -10,6 +11,14 @@ from collections.abc import Callable
 from typing import Any, Final, TypeVar
 
 from dna import InvalidDNA, TenantDNA, check_profile
+from dna._rules import (
+    MAX_INTENTS,
+    MAX_NAME_LENGTH,
+    MAX_PEAK_HOURS,
+    MAX_TOKENS,
+    MAX_TOOLS,
+    TIERS,
+)
 from storage._base import Change, Record, StorageError
 
 Encoded = TypeVar("Encoded")
@@ -46,6 +55,60 @@ def checked_copy(tenant_id: str, dna: TenantDNA) -> TenantDNA:
     except InvalidDNA as error:
         detail = str(error).removeprefix(f"{error.field}: ")
         raise InvalidDNA(error.field, f"tenant {tenant_id!r}: {detail}") from error
+
+
+def canonical_dict(data: dict[str, Any]) -> bool:
+    """Whether ``data``, a ``TenantDNA.to_dict()``, holds a valid profile as is.
+
+    The rules of ``dna.check_profile`` for values already in their canonical
+    types (exactly ``float``, ``int``, ``str``, ``dict``, ``list``): a profile
+    the store computed passes, and is written without the checked copy that
+    ``checked_copy`` makes; anything else (other types, or invalid) is
+    ``False``, for ``checked_copy`` to convert or refuse. ``to_dict`` copies
+    the containers, so nothing can change them while they are checked.
+    """
+    complexity = data["avg_task_complexity"]
+    risk = data["risk_profile"]
+    updated = data["last_updated"]
+    tokens = data["avg_tokens_per_task"]
+    tier = data["preferred_model_tier"]
+    tools = data["tool_usage_frequency"]
+    hours = data["peak_hours"]
+    intents = data["common_intents"]
+    if not (
+        type(complexity) is float
+        and 0.0 <= complexity <= 1.0
+        and type(risk) is float
+        and 0.0 <= risk <= 1.0
+        and type(updated) is float
+        and math.isfinite(updated)
+        and type(tokens) is int
+        and 0 <= tokens <= MAX_TOKENS
+        and type(tier) is str
+        and tier in TIERS
+        and type(tools) is dict
+        and len(tools) <= MAX_TOOLS
+        and type(hours) is list
+        and len(hours) <= MAX_PEAK_HOURS
+        and type(intents) is list
+        and len(intents) <= MAX_INTENTS
+    ):
+        return False
+    for name, frequency in tools.items():
+        if (
+            type(name) is not str
+            or not 0 < len(name) <= MAX_NAME_LENGTH
+            or type(frequency) is not float
+            or not 0.0 <= frequency <= 1.0
+        ):
+            return False
+    for hour in hours:
+        if type(hour) is not int or not 0 <= hour <= 23:
+            return False
+    for intent in intents:
+        if type(intent) is not str or not 0 < len(intent) <= MAX_NAME_LENGTH:
+            return False
+    return len({*hours}) == len(hours) and len({*intents}) == len(intents)
 
 
 def checked_ids(

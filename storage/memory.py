@@ -452,17 +452,19 @@ class MemoryStorage(Storage):
     def _commit_one(self, db: _Database, change: Change) -> Outcome:
         """:meth:`commit` of a single change: what a tenant actor commits.
 
-        The same steps as the general case, without its staging of several
-        changes to one tenant.
+        The same steps as the general case (claim, write with sequence 0,
+        draw, stamp, release), without its staging of several changes.
         """
         tenant_id = change.tenant_id
         dna = change.dna
         body = None if dna is None else encode(tenant_id, dna)
         commit = _Commit()
-        claimed = self._claim(db, commit, (tenant_id,))
-        written: list[_Written] = []
+        claims = db.claims
+        if claims.setdefault(tenant_id, commit) is not commit:
+            self._claim(db, commit, (tenant_id,))  # raises, naming the tenant
+        records = db.records
+        value = None
         try:
-            records = db.records
             current = records.get(tenant_id)
             if current is None:
                 version = incarnation = 0
@@ -485,12 +487,13 @@ class MemoryStorage(Storage):
             if current is None:
                 incarnation = new_incarnation()
             version += 1
-            value = _IDS.pack(0, version, incarnation) + body
-            records[tenant_id] = value
-            written.append((tenant_id, value))
+            value = records[tenant_id] = _IDS.pack(0, version, incarnation) + body
             return Committed(version, incarnation, rebase)
         finally:
-            _release(db, commit, claimed, written)
+            sequence = commit.sequence = next(db.clock)
+            if value is not None:
+                records[tenant_id] = _SEQUENCE.pack(sequence) + value[_SEQUENCE.size :]
+            del claims[tenant_id]
             if db.erased:
                 self._prune(db)
 

@@ -59,6 +59,7 @@ from storage._base import (
     StorageError,
 )
 from storage._records import (
+    canonical_dict,
     checked_copy,
     checked_ids,
     new_incarnation,
@@ -94,6 +95,9 @@ _OURS: Final = frozenset(
     )
 )
 _FIELDS: Final = "tenant_id, version, incarnation, dna"
+_LOAD: Final = {
+    table: f"SELECT {_FIELDS} FROM {table} WHERE tenant_id = ?" for table in _TABLES
+}
 
 Row = tuple[Any, ...]
 
@@ -311,13 +315,21 @@ def _connect(path: str, busy_timeout: float) -> sqlite3.Connection:
     return connection
 
 
+# ASCII JSON: any str a profile may hold round-trips, lone surrogates too.
+# One encoder for every profile: json.dumps with options builds one a call.
+_JSON: Final = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
+
+
 def _encode(tenant_id: str, dna: TenantDNA) -> str:
-    # ASCII JSON: any str a profile may hold round-trips, lone surrogates too.
-    return json.dumps(
-        checked_copy(tenant_id, dna).to_dict(),
-        separators=(",", ":"),
-        allow_nan=False,
-    )
+    data: dict[str, Any] | None = None
+    if type(dna) is TenantDNA:
+        try:
+            data = dna.to_dict()
+        except Exception:  # changed by another thread meanwhile: judged below
+            data = None
+    if data is None or not canonical_dict(data):
+        data = checked_copy(tenant_id, dna).to_dict()
+    return _JSON.encode(data)
 
 
 class SQLiteStorage(Storage):
@@ -408,11 +420,13 @@ class SQLiteStorage(Storage):
             table = _table(tenant_id)
         except UnicodeEncodeError:
             return None  # no such id can have been stored
-        rows = self._read(
-            f"loading tenant {tenant_id!r}",
-            f"SELECT {_FIELDS} FROM {table} WHERE tenant_id = ?",
-            (tenant_id,),
-        )
+        # As _read does, with the message made only for a failure: a store
+        # loads every tenant it has not in memory, absent ones included.
+        try:
+            rows = self._db().execute(_LOAD[table], (tenant_id,)).fetchall()
+        except sqlite3.Error as error:
+            msg = f"{self.name}: loading tenant {tenant_id!r} failed: {error}"
+            raise StorageError(msg) from error
         return self._record(*rows[0]) if rows else None
 
     def commit(self, changes: Sequence[Change]) -> list[Outcome]:
@@ -447,8 +461,13 @@ class SQLiteStorage(Storage):
         texts: list[str | None],
         scrubbed: set[str],
     ) -> list[Outcome]:
-        sequence = self._meta(db, "sequence") + 1
-        tenants = self._meta(db, "tenants")
+        meta = dict(
+            db.execute(
+                f"SELECT key, value FROM {_META} WHERE key IN ('sequence', 'tenants')"
+            ).fetchall()
+        )
+        sequence = meta["sequence"] + 1
+        tenants = meta["tenants"]
         # tenant id -> (version, incarnation, dna text), or None: absent
         current: dict[str, Row | None] = {}
         outcomes: list[Outcome] = []
@@ -457,6 +476,18 @@ class SQLiteStorage(Storage):
             text = given
             tenant_id = change.tenant_id
             table = tables[tenant_id]
+            if tenant_id not in current and text is not None and not change.force:
+                # The usual change: written if its base is what is stored,
+                # in one statement; the stored row is read only on a conflict.
+                written = self._write_on_base(db, table, change, text, sequence)
+                if written is not None:
+                    version, incarnation = written
+                    if change.base_version == 0:
+                        tenants += 1
+                    current[tenant_id] = (version, incarnation, text)
+                    outcomes.append(Committed(version, incarnation))
+                    wrote = True
+                    continue
             if tenant_id not in current:
                 rows = db.execute(
                     f"SELECT version, incarnation, dna FROM {table} "
@@ -510,16 +541,46 @@ class SQLiteStorage(Storage):
             wrote = True
         if wrote:
             db.execute(
-                f"UPDATE {_META} SET value = ? WHERE key = 'sequence'", (sequence,)
-            )
-            db.execute(
-                f"UPDATE {_META} SET value = ? WHERE key = 'tenants'", (tenants,)
+                f"UPDATE {_META} SET value = CASE key WHEN 'sequence' THEN ? "
+                "ELSE ? END WHERE key IN ('sequence', 'tenants')",
+                (sequence, tenants),
             )
         if scrubbed:
             self._prune(db)
             for table in sorted(scrubbed):
                 self._rewrite(db, table)
         return outcomes
+
+    @staticmethod
+    def _write_on_base(
+        db: sqlite3.Connection, table: str, change: Change, text: str, sequence: int
+    ) -> tuple[int, int] | None:
+        """Write ``change`` if the stored record is its base: the new version
+        and incarnation, or ``None`` (nothing written) if it is not."""
+        if change.base_version == 0:
+            if change.base_incarnation != 0:
+                return None
+            incarnation = new_incarnation()
+            cursor = db.execute(
+                f"INSERT INTO {table} (tenant_id, version, incarnation, sequence, "
+                "dna) VALUES (?, 1, ?, ?, ?) ON CONFLICT (tenant_id) DO NOTHING",
+                (change.tenant_id, incarnation, sequence, text),
+            )
+            return (1, incarnation) if cursor.rowcount == 1 else None
+        version = change.base_version + 1
+        cursor = db.execute(
+            f"UPDATE {table} SET version = ?, sequence = ?, dna = ? "
+            "WHERE tenant_id = ? AND version = ? AND incarnation = ?",
+            (
+                version,
+                sequence,
+                text,
+                change.tenant_id,
+                change.base_version,
+                change.base_incarnation,
+            ),
+        )
+        return (version, change.base_incarnation) if cursor.rowcount == 1 else None
 
     @staticmethod
     def _meta(db: sqlite3.Connection, key: str) -> int:

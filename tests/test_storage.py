@@ -22,10 +22,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import given
 
 import storage.memory
 import storage.sqlite
-from dna import InvalidDNA, TenantDNA
+from dna import InvalidDNA, TenantDNA, check_profile
 from storage import (
     Change,
     Committed,
@@ -38,6 +39,8 @@ from storage import (
     StorageError,
     open_storage,
 )
+from storage._records import canonical_dict
+from tests.strategies import HOSTILE_STR_TYPES, profiles
 
 ROOT = Path(__file__).resolve().parent.parent
 BACKENDS = ["memory", "sqlite"]
@@ -971,3 +974,40 @@ def test_processes_sharing_a_file_lose_no_compare_and_set_update(
     assert changes.updated == [("shared", 121, shared.incarnation)]
     assert changes.complete
     opened.close()
+
+
+# -- profiles let in without a checked copy --------------------------------------
+
+
+@given(profiles)
+def test_profile_data_in_canonical_types_is_let_in_as_check_profile_gives_it(
+    data: dict[str, object],
+) -> None:
+    assert canonical_dict(dict(data))
+    assert check_profile(TenantDNA(**data)).to_dict() == data  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"avg_task_complexity": 1},  # an int: valid, converted by check_profile
+        {"risk_profile": 1.5},
+        {"last_updated": float("nan")},
+        {"avg_tokens_per_task": -1},
+        {"preferred_model_tier": HOSTILE_STR_TYPES[0]("worker")},
+        {"preferred_model_tier": "manager"},
+        {"tool_usage_frequency": {"search": 1}},
+        {"tool_usage_frequency": {"": 0.5}},
+        {"tool_usage_frequency": {f"t{i}": 0.5 for i in range(51)}},
+        {"peak_hours": (3, 4)},
+        {"peak_hours": [3, 3]},
+        {"peak_hours": [24]},
+        {"common_intents": ["chat", "chat"]},
+        {"common_intents": ["x" * 201]},
+    ],
+)
+def test_profile_data_in_other_types_or_invalid_is_left_to_check_profile(
+    change: dict[str, object],
+) -> None:
+    data = TenantDNA(last_updated=1.0).to_dict() | change
+    assert not canonical_dict(data)
