@@ -11,6 +11,7 @@ coroutine that yields one turn of the loop at a time.
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
 import os
@@ -18,6 +19,7 @@ import sqlite3
 import subprocess
 import sys
 import threading
+import weakref
 from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
@@ -417,6 +419,23 @@ def test_coroutines_woken_together_submit_a_turn_at_a_time(
     assert sorted(answers) == sorted(
         n for _ in range(TENANTS) for n in range(1, COROUTINES // TENANTS + 1)
     )
+
+
+def test_a_store_keeps_no_event_loop_alive_once_it_has_run() -> None:
+    loops: list[weakref.ref[asyncio.AbstractEventLoop]] = []
+    with TenantDNAStore() as threaded:
+        store = AsyncTenantDNAStore()
+
+        async def main() -> None:
+            loops.append(weakref.ref(asyncio.get_running_loop()))
+            await store.update_from_session("acme", PROBE, alpha=0.01)
+            await threaded.update_from_session_async("acme", PROBE, 0.01)
+
+        for _ in range(3):
+            asyncio.run(main())
+        gc.collect()
+        assert [loop() for loop in loops] == [None] * 3
+        store.store.close()
 
 
 def test_a_cancelled_coroutine_leaves_the_line_and_the_others_go_on() -> None:
