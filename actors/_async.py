@@ -34,17 +34,23 @@ class _Admission:
 
     While the store has no room (``max_queued``), one coroutine waits for it
     in a worker thread and the line waits behind it: one thread per loop,
-    however many coroutines wait.
+    however many coroutines wait. Used only from its loop, which it holds
+    weakly (see ``_LoopInbox``).
     """
 
-    __slots__ = ("_line", "_scheduled", "_used", "loop", "waiting_for_room")
+    __slots__ = ("_line", "_loop", "_scheduled", "_used", "waiting_for_room")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop = loop
+        self._loop = weakref.ref(loop)
         self._line: deque[asyncio.Future[None]] = deque()
         self._used = 0  # changes submitted since the last turn began
         self._scheduled = False
         self.waiting_for_room = False
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop | None:
+        """The loop, or ``None`` once it is gone."""
+        return self._loop()
 
     def enter(self) -> asyncio.Future[None] | None:
         """``None``: submit now. Else a future to await first (in line)."""
@@ -66,15 +72,18 @@ class _Admission:
     def _queue(
         self, join: Callable[[asyncio.Future[None]], None]
     ) -> asyncio.Future[None]:
-        waiter = self.loop.create_future()
+        loop = self._loop()
+        assert loop is not None  # called from a coroutine running in it
+        waiter = loop.create_future()
         join(waiter)
         self._schedule()
         return waiter
 
     def _schedule(self) -> None:
-        if not self._scheduled and not self.waiting_for_room:
+        loop = self._loop()
+        if not self._scheduled and not self.waiting_for_room and loop is not None:
             self._scheduled = True
-            self.loop.call_soon(self._turn)
+            loop.call_soon(self._turn)
 
     def _turn(self) -> None:
         # Runs once per turn while there is anything to count or let go.

@@ -142,13 +142,15 @@ class _LoopInbox:
     for all that arrive meanwhile (the same token as a cell's: cleared before
     draining). Resolving a bounded number per turn lets the loop run its other
     callbacks between them, so a thousand answers arriving together do not
-    stall it for the time of a thousand coroutine steps.
+    stall it for the time of a thousand coroutine steps. It holds its loop
+    weakly: the inboxes are kept per loop in a ``WeakKeyDictionary``, whose
+    entry would otherwise keep every loop that ever awaited a reply alive.
     """
 
     __slots__ = ("_loop", "_scheduled", "_waiters")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
+        self._loop = weakref.ref(loop)
         self._waiters: deque[asyncio.Future[None]] = deque()
         self._scheduled = False
 
@@ -157,9 +159,12 @@ class _LoopInbox:
         if self._scheduled:
             return
         self._scheduled = True
-        # A closed loop raises RuntimeError: nobody waits any more.
+        loop = self._loop()
+        if loop is None:
+            return  # gone: nobody waits any more
+        # A closed loop raises RuntimeError: nobody waits any more either.
         with contextlib.suppress(RuntimeError):
-            self._loop.call_soon_threadsafe(self._run)
+            loop.call_soon_threadsafe(self._run)
 
     def _run(self) -> None:
         self._scheduled = False
@@ -171,9 +176,10 @@ class _LoopInbox:
                 return
             if not waiter.done():
                 waiter.set_result(None)
-        if waiters and not self._scheduled:
+        loop = self._loop()
+        if waiters and not self._scheduled and loop is not None:
             self._scheduled = True
-            self._loop.call_soon(self._run)
+            loop.call_soon(self._run)
 
 
 _inboxes: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopInbox] = (

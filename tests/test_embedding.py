@@ -3,12 +3,15 @@
 Logging is judged in child processes, where nothing (pytest included) has
 configured it. The event loop is judged by causality, not by the clock: what
 holds a change back is released by a ticker coroutine after it has ticked
-while the change waited, so a blocked loop would never release it.
+while the change waited, so a blocked loop would never release it. Turns are
+judged by counting: the changes submitted between two steps of an observer
+coroutine that yields one turn of the loop at a time.
 """
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
 import os
@@ -16,6 +19,7 @@ import sqlite3
 import subprocess
 import sys
 import threading
+import weakref
 from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
@@ -29,6 +33,7 @@ from actors import (
     TenantDNAStore,
     VersionConflict,
 )
+from actors._future import TURN
 from dna import InvalidSessionMetrics, TenantDNA
 from tests.conftest import PROBE, SEED_SESSION, learned, sessions_applied
 
@@ -36,6 +41,8 @@ ROOT = Path(__file__).resolve().parent.parent
 CHILD_ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
 WAIT = 10.0  # seconds before a wait counts as a hang
 TICKS = 20  # ticks the loop must make while a change waits
+COROUTINES = 1000  # woken together, as in the bench's asyncio scenario
+TENANTS = 50
 
 T = TypeVar("T")
 
@@ -81,6 +88,7 @@ def test_the_seed_example_prints_exactly_its_four_lines() -> None:
 
 USE_THE_STORE = """
 from actors import TenantDNAStore
+from actors._future import TURN
 from dna import InvalidSessionMetrics, TenantDNA
 
 for url in (None, "sqlite:///" + {db!r}):
@@ -346,6 +354,117 @@ def test_every_coroutine_method_works(backend: str, tmp_path: Path) -> None:
     run(main())
 
 
+class Submissions:
+    """Counts the changes a store is given, and the most waiting for room at once."""
+
+    def __init__(self, store: TenantDNAStore, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.count = 0
+        self.waiting_for_room = 0
+        self.most_waiting_for_room = 0
+        submit = store._submit_update
+
+        def counted(*args: Any, block: bool = True, **options: Any) -> Any:
+            if block:
+                self.waiting_for_room += 1
+                self.most_waiting_for_room = max(
+                    self.most_waiting_for_room, self.waiting_for_room
+                )
+            try:
+                future = submit(*args, block=block, **options)
+            finally:
+                if block:
+                    self.waiting_for_room -= 1
+            self.count += 1
+            return future
+
+        monkeypatch.setattr(store, "_submit_update", counted)
+
+
+def test_coroutines_woken_together_submit_a_turn_at_a_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async def main() -> tuple[list[int], list[int], list[int]]:
+        async with AsyncTenantDNAStore() as store:
+            submissions = Submissions(store.store, monkeypatch)
+            start = asyncio.Event()
+
+            async def session(index: int) -> int:
+                await start.wait()
+                profile = await store.update_from_session(
+                    f"t{index % TENANTS}", PROBE, alpha=0.01
+                )
+                return sessions_applied(profile)
+
+            tasks = [asyncio.create_task(session(i)) for i in range(COROUTINES)]
+            await asyncio.sleep(0)  # every coroutine waits on the event
+            per_turn: list[int] = []
+            start.set()
+            while not all(task.done() for task in tasks):
+                before = submissions.count
+                await asyncio.sleep(0)  # one turn of the loop
+                per_turn.append(submissions.count - before)
+            answers = [task.result() for task in tasks]
+            applied = [
+                sessions_applied(await store.get(f"t{i}")) for i in range(TENANTS)
+            ]
+            return per_turn, answers, applied
+
+    per_turn, answers, applied = run(main())
+    # All together would be a thousand in one turn; in turns, at most one
+    # turn's worth between two steps of the observer (which can straddle two).
+    assert sum(per_turn) == COROUTINES
+    assert max(per_turn) <= 2 * TURN
+    assert applied == [COROUTINES // TENANTS] * TENANTS
+    # Each tenant's sessions were applied one after another, none lost.
+    assert sorted(answers) == sorted(
+        n for _ in range(TENANTS) for n in range(1, COROUTINES // TENANTS + 1)
+    )
+
+
+def test_a_store_keeps_no_event_loop_alive_once_it_has_run() -> None:
+    loops: list[weakref.ref[asyncio.AbstractEventLoop]] = []
+    with TenantDNAStore() as threaded:
+        store = AsyncTenantDNAStore()
+
+        async def main() -> None:
+            loops.append(weakref.ref(asyncio.get_running_loop()))
+            await store.update_from_session("acme", PROBE, alpha=0.01)
+            await threaded.update_from_session_async("acme", PROBE, 0.01)
+
+        for _ in range(3):
+            asyncio.run(main())
+        gc.collect()
+        assert [loop() for loop in loops] == [None] * 3
+        store.store.close()
+
+
+def test_a_cancelled_coroutine_leaves_the_line_and_the_others_go_on() -> None:
+    async def main() -> tuple[list[int], int]:
+        async with AsyncTenantDNAStore() as store:
+            start = asyncio.Event()
+
+            async def session() -> int:
+                await start.wait()
+                return sessions_applied(
+                    await store.update_from_session("acme", PROBE, alpha=0.01)
+                )
+
+            tasks = [asyncio.create_task(session()) for _ in range(4 * TURN)]
+            await asyncio.sleep(0)
+            start.set()
+            await asyncio.sleep(0)  # one turn in, the rest wait in line
+            cancelled = tasks[-TURN:]
+            for task in cancelled:
+                task.cancel()
+            done = await asyncio.gather(*tasks[:-TURN])
+            return done, sessions_applied(await store.get("acme"))
+
+    done, applied = run(main())
+    # The cancelled ones were still in line: they submitted nothing.
+    assert sorted(done) == list(range(1, 3 * TURN + 1))
+    assert applied == 3 * TURN
+
+
 # -- back-pressure -----------------------------------------------------------
 
 
@@ -442,6 +561,42 @@ def test_a_coroutine_past_max_queued_awaits_without_blocking_the_loop(
     results, ticks = run(main())
     assert sorted(sessions_applied(r) for r in results) == list(range(1, 7))
     assert ticks >= TICKS
+    assert not gate.timed_out
+
+
+def test_coroutines_past_max_queued_wait_in_line_behind_one_thread(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    gate = Gate(monkeypatch)
+    changes = 200
+
+    async def main() -> tuple[list[int], int, int, int]:
+        async with AsyncTenantDNAStore(max_queued=5) as store:
+            submissions = Submissions(store.store, monkeypatch)
+            try:
+                flood = asyncio.gather(
+                    *(
+                        store.update_from_session("acme", PROBE, alpha=0.01)
+                        for _ in range(changes)
+                    )
+                )
+                # The loop keeps running while all of them wait for room.
+                profiles, ticks = await ticks_while_waiting(flood, gate.release)
+            finally:
+                gate.release()
+            applied = sessions_applied(await store.get("acme"))
+            return (
+                sorted(sessions_applied(p) for p in profiles),
+                applied,
+                ticks,
+                submissions.most_waiting_for_room,
+            )
+
+    answers, applied, ticks, most_waiting = run(main())
+    assert answers == list(range(1, changes + 1))
+    assert applied == changes
+    assert ticks > 0
+    assert most_waiting == 1
     assert not gate.timed_out
 
 
