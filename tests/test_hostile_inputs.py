@@ -23,7 +23,7 @@ from dna import (
     TenantDNA,
     check_profile,
 )
-from dna._rules import describe
+from dna._rules import MAX_NAME_LENGTH, describe
 from tests.strategies import (
     AllOfThem,
     Boom,
@@ -259,7 +259,12 @@ def test_metrics_whose_reading_raises_are_reported_by_key_and_change_nothing(
         }
 
 
-@given(tools=hostile_mappings(st.dictionaries(st.text(min_size=1), st.just(1))))
+# Valid names only: a name over the limit is refused before anything raises.
+@given(
+    tools=hostile_mappings(
+        st.dictionaries(st.text(min_size=1, max_size=MAX_NAME_LENGTH), st.just(1))
+    )
+)
 def test_tools_used_that_raises_is_reported_as_tools_used_or_read_correctly(
     tools: HostileMapping,
 ) -> None:
