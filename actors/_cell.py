@@ -139,6 +139,7 @@ class SlotFlush(Reply[list[Reply[Any]]]):
 
     def fail_pending(self) -> None:
         """Answer with ``StoreClosed``: the slot's actor will not reach it."""
+        self.cells = []
         if not self.done:
             self.set_exception((StoreClosed, StoreClosed("the store is closed"), None))
 

@@ -341,7 +341,10 @@ class TenantActor(pykka.ThreadingActor):
     def _flush_slot(self, flush: SlotFlush) -> None:
         """Every cell queued before ``flush`` is drained: flush those still busy."""
         flushes: list[Reply[Any]] = []
-        for cell in flush.cells:
+        # Let go of the cells: whoever still holds the flush (a caller, or the
+        # registry's last message, until its next one) must not keep them.
+        cells, flush.cells = flush.cells, []
+        for cell in cells:
             if cell.busy:
                 cell_flush = Flush()
                 cell.post(cell_flush, self._context)

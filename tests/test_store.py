@@ -16,6 +16,7 @@ import pykka
 import pytest
 
 from actors import DEFAULT_MAX_ACTIVE, InvalidTenantId, StoreClosed, TenantDNAStore
+from actors._cell import TenantCell
 from actors._tenant import TenantActor
 from dna import InvalidSessionMetrics, TenantDNA
 from tests.conftest import PROBE, SEED_SESSION, learned, sessions_applied
@@ -427,6 +428,18 @@ def test_eviction_looks_at_a_busy_cell_once_while_it_is_busy(
         store.flush(timeout=60)
         assert store.stats().resident <= 40 + 4  # a cell per slot may be busy
     assert retires <= 2 * drains
+
+
+def test_a_flush_keeps_no_retired_tenant_in_memory(tmp_path: Path) -> None:
+    # A flush hands each slot's actor the cells busy when it was asked for;
+    # once flushed, whoever still holds the flush must not keep them alive.
+    with TenantDNAStore(tmp_path / "profiles.db", max_resident=20) as store:
+        for index in range(2000):
+            store.update_from_session_async(f"tenant-{index}", {"tokens_used": 5})
+        store.flush(timeout=60)
+        gc.collect()
+        cells = sum(isinstance(o, TenantCell) for o in gc.get_objects())
+        assert cells <= 20 + 1  # a cell per slot may be busy
 
 
 def test_erasing_a_tenant_not_in_memory_reads_nothing_first(tmp_path: Path) -> None:
