@@ -490,7 +490,8 @@ class TenantActor(pykka.ThreadingActor):
                 # batch again on it, under its lock (see Rebase).
                 dna = rebased
                 self._context.conflicts.add()
-                self._log.debug("profile_rebased", tenant_id=cell.tenant_id)
+                if self._debug:
+                    self._log.debug("profile_rebased", tenant_id=cell.tenant_id)
                 assert isinstance(change.rebase, Rebase)
                 change.rebase.settle()
             cell.stale = FRESH
