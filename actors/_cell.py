@@ -228,7 +228,8 @@ class TenantCell:
       committed; ``working`` is ``base`` with every pending and in-flight change
       applied (``STALE`` while nothing is pending: derived when needed);
       ``in_flight`` the operations of the one commit under way (``change`` is
-      what it writes); ``pending`` those applied after it; ``latest`` the last
+      what it writes, ``sent_to`` the writer it was handed to); ``pending``
+      those applied after it; ``latest`` the last
       update whose answer is the working profile itself; ``suspect`` that an
       actor died holding the cell; ``stale`` that another process wrote the
       tenant since (``FRESH``, ``NEWER`` or ``UNKNOWN``): then nothing is
@@ -264,6 +265,7 @@ class TenantCell:
         "recent",
         "retired",
         "scheduled",
+        "sent_to",
         "slot",
         "stale",
         "suspect",
@@ -289,6 +291,7 @@ class TenantCell:
         self.pending: list[Operation] = []
         self.in_flight: list[Operation] | None = None
         self.change: Change | None = None
+        self.sent_to: object = None
         self.latest: Operation | None = None
         self.suspect = False
         self.stale = FRESH

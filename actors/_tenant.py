@@ -239,7 +239,13 @@ class TenantActor(pykka.ThreadingActor):
                     assert isinstance(operation, Refresh)
                     self._refresh(cell, operation)
                 elif kind is Resubmit:
-                    if cell.in_flight is not None and cell.change is not None:
+                    # Sent again only if the writer of now never had it: a
+                    # change committed twice would be rebased on itself.
+                    if (
+                        cell.in_flight is not None
+                        and cell.change is not None
+                        and cell.sent_to is not self._context.writer
+                    ):
                         self._send(cell, cell.change, urgent=True)
                 else:
                     self._apply(cell, operation)
@@ -459,13 +465,16 @@ class TenantActor(pykka.ThreadingActor):
         context = self._context
         writer = context.writer
         assert writer is not None
+        cell.sent_to = None
         try:
             writer.tell(("commit", cell, change, urgent))
+            cell.sent_to = writer
         except pykka.ActorDeadError:
             replacement = context.writer
             if replacement is not None and replacement is not writer:
                 with contextlib.suppress(pykka.ActorDeadError):
                     replacement.tell(("commit", cell, change, urgent))
+                    cell.sent_to = replacement
                     return
             # Not replaced yet: the registry will, and will resubmit this.
             assert context.registry is not None
@@ -482,6 +491,7 @@ class TenantActor(pykka.ThreadingActor):
             return
         cell.in_flight = None
         cell.change = None
+        cell.sent_to = None
         if isinstance(outcome, Committed):
             dna = change.dna
             rebased = outcome.rebased

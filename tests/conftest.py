@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import threading
+import time
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -105,3 +106,21 @@ def run_threads(count: int, work: Callable[[int], None], timeout: float = 60) ->
     assert not any(thread.is_alive() for thread in threads), "a thread hung"
     if failures:
         raise failures[0]
+
+
+def wait_for(
+    condition: Callable[[], bool],
+    timeout: float,
+    failed: Callable[[], bool] = lambda: False,
+) -> float | None:
+    """Poll ``condition`` every 10 ms; the ``time.time()`` it held, or ``None``.
+
+    Gives up at once when ``failed()`` says there is nothing to wait for.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        if condition():
+            return time.time()
+        if time.monotonic() >= deadline or failed():
+            return None
+        time.sleep(0.01)

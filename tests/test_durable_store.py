@@ -31,7 +31,7 @@ from actors import StorageError, TenantDNAStore, VersionConflict, Versioned
 from actors._cell import NEWER, UNKNOWN
 from dna import TenantDNA
 from storage import Change, SQLiteStorage
-from tests.conftest import PROBE, SEED_SESSION, learned, sessions_applied
+from tests.conftest import PROBE, SEED_SESSION, learned, sessions_applied, wait_for
 from tests.programs.durable_jobs import secrets, victim_sessions
 from tests.test_storage import _files
 
@@ -73,24 +73,6 @@ def integrity(path: Path) -> list[tuple[Any, ...]]:
         return connection.execute("PRAGMA integrity_check").fetchall()
     finally:
         connection.close()
-
-
-def wait_for(
-    condition: Callable[[], bool],
-    timeout: float,
-    failed: Callable[[], bool] = lambda: False,
-) -> float | None:
-    """Poll ``condition`` every 10 ms; the ``time.time()`` it held, or ``None``.
-
-    Gives up at once when ``failed()`` says there is nothing to wait for.
-    """
-    deadline = time.monotonic() + timeout
-    while True:
-        if condition():
-            return time.time()
-        if time.monotonic() >= deadline or failed():
-            return None
-        time.sleep(0.01)
 
 
 def versioned(store: TenantDNAStore, tenant_id: str) -> tuple[int, dict[str, Any]]:

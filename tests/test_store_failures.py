@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -25,7 +26,7 @@ import pytest
 from actors import TenantDNAStore
 from actors._tenant import TenantActor
 from dna import InvalidSessionMetrics, TenantDNA
-from tests.conftest import PROBE, learned, run_threads, sessions_applied
+from tests.conftest import PROBE, learned, run_threads, sessions_applied, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 # Children import this checkout's packages, wherever it lives.
@@ -290,6 +291,60 @@ def test_a_writer_stopped_from_outside_is_replaced_and_commits_go_on(
         future = store.update_from_session_async("acme", PROBE, alpha=0.01)
         assert sessions_applied(answers([future])[0]) == 2
     with TenantDNAStore(url) as reopened:
+        assert sessions_applied(reopened.get("acme")) == 2
+
+
+class OnEvent(logging.Handler):
+    """Runs ``hook`` in the emitting thread when the event named is logged."""
+
+    def __init__(self, event: str, hook: Callable[[], None]) -> None:
+        super().__init__(logging.DEBUG)
+        self.event = event
+        self.hook = hook
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if isinstance(record.msg, dict) and record.msg.get("event") == self.event:
+            self.hook()
+
+
+def test_a_change_already_given_to_the_replacement_writer_is_committed_once(
+    tmp_path: Path, attach_handler: Callable[[logging.Handler], None]
+) -> None:
+    # The registry starts a new writer, then has every change in flight sent
+    # again. A change its tenant handed the new writer in between must not be:
+    # committed twice, the second commit is rebased on the first and the
+    # session counts twice. The window is held open at the registry's event.
+    path = tmp_path / "w.db"
+    blocker = sqlite3.connect(
+        path, isolation_level=None, timeout=WAIT, check_same_thread=False
+    )
+    futures: list[pykka.Future[TenantDNA]] = []
+    with TenantDNAStore(f"sqlite:///{path}", exit_timeout=WAIT) as store:
+        store.update_from_session("acme", PROBE, alpha=0.01)
+        cell = store._context.directory["acme"]
+
+        def between_replacement_and_resubmission() -> None:
+            blocker.execute("BEGIN IMMEDIATE")  # the new writer cannot commit yet
+            futures.append(store.update_from_session_async("acme", PROBE, 0.01))
+            assert wait_for(
+                lambda: cell.in_flight is not None and not cell.draining, WAIT
+            )
+
+        attach_handler(OnEvent("writer_lost", between_replacement_and_resubmission))
+        writer = store._context.writer
+        assert writer is not None
+        writer.stop(timeout=WAIT)
+        assert wait_for(lambda: bool(futures), WAIT)
+        # The registry is past its resubmissions once it answers; the tenant
+        # has taken them once its mailbox is empty.
+        assert store._context.registry is not None
+        store._context.registry.ask(("flush",), timeout=WAIT)
+        assert wait_for(lambda: not cell.mailbox and not cell.draining, WAIT)
+        blocker.execute("ROLLBACK")
+        assert sessions_applied(answers(futures)[0]) == 2
+        assert sessions_applied(store.get("acme")) == 2
+    blocker.close()
+    with TenantDNAStore(f"sqlite:///{path}") as reopened:
         assert sessions_applied(reopened.get("acme")) == 2
 
 
