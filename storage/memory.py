@@ -16,10 +16,11 @@ Guarantees:
   thread is committing at that very moment raises :class:`StorageError` and
   writes nothing (a single writer per tenant, as the actors provide, never
   meets this).
-* Compact: a record is one ``bytes`` value (see :func:`encode`), about 300
-  bytes for a typical profile; ``load`` and ``scan`` decode a new profile
-  each time. Measured with ``python -m bench.memory_footprint``: under 600
-  bytes of RSS per stored tenant at a million tenants, id and index included.
+* Compact: a record is one ``bytes`` value (its ids, then the profile
+  packed by ``storage._packed``), about 300 bytes for a typical profile;
+  ``load`` and ``scan`` decode a new profile each time. Measured with
+  ``python -m bench.memory_footprint``: under 600 bytes of RSS per stored
+  tenant at a million tenants, id and index included.
 * Profiles are validated on the way in (the packing checks every value;
   anything not already in canonical form goes through ``dna.check_profile``)
   and decoded afresh on the way out: nothing a caller holds is shared with
@@ -34,21 +35,12 @@ Guarantees:
 from __future__ import annotations
 
 import itertools
-import math
 import struct
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Final, TypeVar
 
 from dna import TenantDNA
-from dna._rules import (
-    MAX_INTENTS,
-    MAX_NAME_LENGTH,
-    MAX_PEAK_HOURS,
-    MAX_TOKENS,
-    MAX_TOOLS,
-    TIERS,
-)
 from storage._base import (
     Change,
     Changes,
@@ -59,12 +51,8 @@ from storage._base import (
     Storage,
     StorageError,
 )
-from storage._records import (
-    checked_copy,
-    checked_ids,
-    new_incarnation,
-    rebased,
-)
+from storage._packed import check_round_trip, decode, encode
+from storage._records import checked_ids, new_incarnation, rebased
 
 ERASURE_LOG: Final = 10_000
 """Erasures kept for ``changes_since``: an older cursor gets ``complete=False``."""
@@ -79,141 +67,11 @@ _T = TypeVar("_T")
 #   sequence    Q  the commit that wrote it; 0 while that commit is running
 #   version     Q
 #   incarnation q
-#   avg_task_complexity d, avg_tokens_per_task q, risk_profile d, last_updated d
-#   form        B  the tier (its index in TIERS), plus _MEASURED (below)
-#   counts      B  tools, hours, intents
-#   the tools' frequencies, d each
-#   the peak hours, B each
-#   the tool names, then the intents, in UTF-8 ("surrogatepass": any str
-#   round-trips), separated by NUL characters; or, in a record with _MEASURED
-#   (some name holds a NUL), the length of every name in characters (a byte
-#   each: names are at most 200 characters), then the names back to back.
-#
-# Floats are IEEE doubles: a profile round-trips exactly.
+#   the profile, packed (storage._packed)
 
 _IDS: Final = struct.Struct("<QQq")
 _SEQUENCE: Final = struct.Struct("<Q")
-_HEAD: Final = struct.Struct("<QQqdqddBBBB")
-_BODY: Final = struct.Struct("<dqddBBBB")
 _BODY_AT: Final = _IDS.size
-_MEASURED: Final = 0x80
-_TIER_CODES: Final = {tier: code for code, tier in enumerate(TIERS)}
-_FREQUENCIES: Final = tuple(struct.Struct(f"<{n}d") for n in range(256))
-
-
-def _canonical_items(
-    frequencies: Sequence[object], hours: Sequence[object], names: Sequence[object]
-) -> bool:
-    for frequency in frequencies:
-        if type(frequency) is not float or not 0.0 <= frequency <= 1.0:
-            return False
-    for hour in hours:
-        if type(hour) is not int or not 0 <= hour <= 23:
-            return False
-    for name in names:
-        if type(name) is not str or not 0 < len(name) <= MAX_NAME_LENGTH:
-            return False
-    return True
-
-
-def _pack(dna: TenantDNA) -> bytes | None:
-    """The record body of ``dna``, or ``None`` if it is not a canonical profile.
-
-    Checks what ``check_profile`` checks, for values already in their
-    canonical types (exactly ``float``, ``int``, ``str``, ``dict``, ``list``).
-    Each container is copied once, then checked and packed from the copy.
-    """
-    if type(dna) is not TenantDNA:
-        return None
-    complexity = dna.avg_task_complexity
-    risk = dna.risk_profile
-    updated = dna.last_updated
-    tokens = dna.avg_tokens_per_task
-    tier = dna.preferred_model_tier
-    tools = dna.tool_usage_frequency
-    hours = dna.peak_hours
-    intents = dna.common_intents
-    if not (
-        type(complexity) is float
-        and 0.0 <= complexity <= 1.0
-        and type(risk) is float
-        and 0.0 <= risk <= 1.0
-        and type(updated) is float
-        and math.isfinite(updated)
-        and type(tokens) is int
-        and 0 <= tokens <= MAX_TOKENS
-        and type(tier) is str
-        and type(tools) is dict
-        and type(hours) is list
-        and type(intents) is list
-    ):
-        return None
-    form = _TIER_CODES.get(tier)
-    frequencies = [*tools.values()]
-    hours = [*hours]
-    intents = [*intents]
-    names = [*tools, *intents]  # the tools' names, then the intents
-    if (
-        form is None
-        # Another thread changing the dict meanwhile: let check_profile judge.
-        or len(names) != len(frequencies) + len(intents)
-        or len(frequencies) > MAX_TOOLS
-        or len(hours) > MAX_PEAK_HOURS
-        or len(intents) > MAX_INTENTS
-        or not _canonical_items(frequencies, hours, names)
-        or len({*hours}) != len(hours)
-        or len({*intents}) != len(intents)
-    ):
-        return None
-    head = _BODY.pack(
-        complexity,
-        tokens,
-        risk,
-        updated,
-        form,
-        len(frequencies),
-        len(hours),
-        len(intents),
-    )
-    small = bytes(hours)
-    text = "\0".join(names)
-    if names and text.count("\0") != len(names) - 1:  # a name holds a NUL
-        head = _BODY.pack(
-            complexity,
-            tokens,
-            risk,
-            updated,
-            form | _MEASURED,
-            len(frequencies),
-            len(hours),
-            len(intents),
-        )
-        small += bytes(map(len, names))
-        text = "".join(names)
-    return b"".join(
-        (
-            head,
-            _FREQUENCIES[len(frequencies)].pack(*frequencies),
-            small,
-            text.encode("utf-8", "surrogatepass"),
-        )
-    )
-
-
-def encode(tenant_id: str, dna: TenantDNA) -> bytes:
-    """The record body of ``dna`` (all but the sequence, version, incarnation).
-
-    Raises ``dna.InvalidDNA`` naming the field and the tenant, ``TypeError``
-    for anything but a ``TenantDNA``: the rules of ``dna.check_profile``.
-    """
-    body = _pack(dna)
-    if body is None:
-        # Not canonical: invalid (this raises), or valid in other types.
-        body = _pack(checked_copy(tenant_id, dna))
-        if body is None:  # pragma: no cover - check_profile gives canonical types
-            msg = f"tenant {tenant_id!r}: a checked profile could not be packed"
-            raise AssertionError(msg)
-    return body
 
 
 def _decode(value: bytes) -> Record:
@@ -221,53 +79,8 @@ def _decode(value: bytes) -> Record:
 
     The values are not checked here (``check`` does that), only the shape.
     """
-    (
-        _,
-        version,
-        incarnation,
-        complexity,
-        tokens,
-        risk,
-        updated,
-        form,
-        tools,
-        hours,
-        intents,
-    ) = _HEAD.unpack_from(value)
-    frequencies = _FREQUENCIES[tools]
-    at = _HEAD.size + frequencies.size
-    end = at + hours
-    if form & _MEASURED:
-        lengths = value[end : end + tools + intents]
-        text = value[end + tools + intents :].decode("utf-8", "surrogatepass")
-        ends = list(itertools.accumulate(lengths))
-        if len(lengths) != tools + intents or ends[-1] != len(text):
-            msg = "the names' lengths do not add up"
-            raise ValueError(msg)
-        names = [
-            text[start:stop] for start, stop in zip([0, *ends], ends, strict=False)
-        ]
-    elif tools + intents:
-        names = value[end:].decode("utf-8", "surrogatepass").split("\0")
-        if len(names) != tools + intents:
-            msg = "the number of names is wrong"
-            raise ValueError(msg)
-    else:
-        names = []
-        if len(value) != end:
-            msg = "unexpected bytes after the record"
-            raise ValueError(msg)
-    dna = TenantDNA(
-        complexity,
-        TIERS[form & ~_MEASURED],
-        tokens,
-        dict(zip(names, frequencies.unpack_from(value, _HEAD.size), strict=False)),
-        list(value[at:end]),
-        risk,
-        names[tools:],
-        updated,
-    )
-    return Record(dna, version, incarnation)
+    _, version, incarnation = _IDS.unpack_from(value)
+    return Record(decode(value, _BODY_AT), version, incarnation)
 
 
 def _stable(copy: Callable[[], _T]) -> _T:
@@ -300,7 +113,7 @@ class _Database:
     __slots__ = ("claims", "clock", "erased", "erased_floor", "pruner", "records")
 
     def __init__(self) -> None:
-        # tenant id -> its record, encoded (see encode).
+        # tenant id -> its record, encoded (see the encoding above).
         self.records: dict[str, bytes] = {}
         # Commits and cursors draw from one clock (next() is atomic). A commit
         # writes its records with sequence 0 (running), draws, then rewrites
@@ -626,9 +439,7 @@ class MemoryStorage(Storage):
             try:
                 # Commits may take a version past restore's limit.
                 checked_ids(tenant_id, record, 2**64 - 1)
-                if encode(tenant_id, record.dna) != value[_BODY_AT:]:
-                    msg = f"tenant {tenant_id!r}: the record does not round-trip"
-                    raise ValueError(msg)
+                check_round_trip(tenant_id, record.dna, value, _BODY_AT)
             except (ValueError, TypeError) as error:
                 problems.append(str(error))
         return problems

@@ -2,7 +2,7 @@
 ``check_profile``, nothing left of an erased tenant, and the memory it takes.
 
 The semantics every backend shares are in ``test_storage.py``; these are the
-promises of the encoding (``storage.memory.encode``).
+promises of the encoding (``storage._packed``, which SQLite stores too).
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-import storage.memory
+import storage._packed
+import storage._records
 from dna import InvalidDNA, TenantDNA, check_profile
 from storage import Change, Committed, MemoryStorage, Record, StorageError
 from tests.strategies import HOSTILE_STR_TYPES, profiles
@@ -263,7 +264,7 @@ def test_an_erased_tenant_leaves_nothing_in_the_storage_object() -> None:
     assert [incarnation for _, incarnation in db.erased] == [created.incarnation]
     # Nothing else in the module or the database holds a tenant's data.
     assert all(
-        isinstance(layout, struct.Struct) for layout in storage.memory._FREQUENCIES
+        isinstance(layout, struct.Struct) for layout in storage._packed._FREQUENCIES
     )
     assert set(db.__slots__) == {
         "claims",
