@@ -52,6 +52,33 @@ profiles = st.builds(
 )
 """Valid ``to_dict()`` data."""
 
+# Names the profiles strategy rarely draws: NULs (the separator of the common
+# form), lone surrogates, the longest names, characters of every UTF-8 width.
+awkward_names = st.one_of(
+    st.text(alphabet=st.sampled_from("a\x00é€😀"), min_size=1, max_size=12),
+    st.text(
+        alphabet=st.characters(codec=None, categories=["Cs", "Ll"]),
+        min_size=1,
+        max_size=6,
+    ),
+    st.integers(min_value=1, max_value=200).map(lambda n: "\x00é😀"[n % 3] * n),
+)
+awkward_profiles: st.SearchStrategy[dict[str, Any]] = st.builds(
+    dict,
+    avg_task_complexity=st.sampled_from([0.0, -0.0, 1.0, 5e-324, 0.1]),
+    preferred_model_tier=st.sampled_from(["orchestrator", "worker"]),
+    avg_tokens_per_task=st.sampled_from([0, 1, 10**12]),
+    tool_usage_frequency=st.dictionaries(
+        awkward_names, st.sampled_from([0.0, -0.0, 1.0, 1e-300]), max_size=50
+    ),
+    peak_hours=st.lists(st.integers(0, 23), unique=True, max_size=12),
+    risk_profile=st.floats(min_value=0.0, max_value=1.0),
+    common_intents=st.lists(awkward_names, unique=True, max_size=20),
+    last_updated=st.sampled_from([-1e308, -0.0, 0.0, 1.5e9, 1e308, 5e-324]),
+)
+"""Valid ``to_dict()`` data with the names, floats and sizes ``profiles`` rarely
+draws: what a storage encoding must round-trip."""
+
 _not_real = st.one_of(
     st.booleans(),
     st.text(max_size=3),

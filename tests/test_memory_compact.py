@@ -23,36 +23,11 @@ import storage._packed
 import storage._records
 from dna import InvalidDNA, TenantDNA, check_profile
 from storage import Change, Committed, MemoryStorage, Record, StorageError
-from tests.strategies import HOSTILE_STR_TYPES, profiles
+from tests.strategies import HOSTILE_STR_TYPES, awkward_profiles, profiles
 
 ROOT = Path(__file__).resolve().parent.parent
 CHILD_TIMEOUT = 300.0
 MAX_BYTES_PER_TENANT = 600
-
-# Names the profiles strategy rarely draws: NULs (the separator of the common
-# form), lone surrogates, the longest names, characters of every UTF-8 width.
-awkward_names = st.one_of(
-    st.text(alphabet=st.sampled_from("a\x00é€😀"), min_size=1, max_size=12),
-    st.text(
-        alphabet=st.characters(codec=None, categories=["Cs", "Ll"]),
-        min_size=1,
-        max_size=6,
-    ),
-    st.integers(min_value=1, max_value=200).map(lambda n: "\x00é😀"[n % 3] * n),
-)
-awkward_profiles: st.SearchStrategy[dict[str, Any]] = st.builds(
-    dict,
-    avg_task_complexity=st.sampled_from([0.0, -0.0, 1.0, 5e-324, 0.1]),
-    preferred_model_tier=st.sampled_from(["orchestrator", "worker"]),
-    avg_tokens_per_task=st.sampled_from([0, 1, 10**12]),
-    tool_usage_frequency=st.dictionaries(
-        awkward_names, st.sampled_from([0.0, -0.0, 1.0, 1e-300]), max_size=50
-    ),
-    peak_hours=st.lists(st.integers(0, 23), unique=True, max_size=12),
-    risk_profile=st.floats(min_value=0.0, max_value=1.0),
-    common_intents=st.lists(awkward_names, unique=True, max_size=20),
-    last_updated=st.sampled_from([-1e308, -0.0, 0.0, 1.5e9, 1e308, 5e-324]),
-)
 
 
 def _bits(data: dict[str, Any]) -> dict[str, Any]:
