@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 import os
 import random
 import secrets
@@ -11,14 +10,6 @@ from collections.abc import Callable
 from typing import Any, Final, TypeVar
 
 from dna import InvalidDNA, TenantDNA, check_profile
-from dna._rules import (
-    MAX_INTENTS,
-    MAX_NAME_LENGTH,
-    MAX_PEAK_HOURS,
-    MAX_TOKENS,
-    MAX_TOOLS,
-    TIERS,
-)
 from storage._base import Change, Record, StorageError
 
 Encoded = TypeVar("Encoded")
@@ -57,60 +48,6 @@ def checked_copy(tenant_id: str, dna: TenantDNA) -> TenantDNA:
         raise InvalidDNA(error.field, f"tenant {tenant_id!r}: {detail}") from error
 
 
-def canonical_dict(data: dict[str, Any]) -> bool:
-    """Whether ``data``, a ``TenantDNA.to_dict()``, holds a valid profile as is.
-
-    The rules of ``dna.check_profile`` for values already in their canonical
-    types (exactly ``float``, ``int``, ``str``, ``dict``, ``list``): a profile
-    the store computed passes, and is written without the checked copy that
-    ``checked_copy`` makes; anything else (other types, or invalid) is
-    ``False``, for ``checked_copy`` to convert or refuse. ``to_dict`` copies
-    the containers, so nothing can change them while they are checked.
-    """
-    complexity = data["avg_task_complexity"]
-    risk = data["risk_profile"]
-    updated = data["last_updated"]
-    tokens = data["avg_tokens_per_task"]
-    tier = data["preferred_model_tier"]
-    tools = data["tool_usage_frequency"]
-    hours = data["peak_hours"]
-    intents = data["common_intents"]
-    if not (
-        type(complexity) is float
-        and 0.0 <= complexity <= 1.0
-        and type(risk) is float
-        and 0.0 <= risk <= 1.0
-        and type(updated) is float
-        and math.isfinite(updated)
-        and type(tokens) is int
-        and 0 <= tokens <= MAX_TOKENS
-        and type(tier) is str
-        and tier in TIERS
-        and type(tools) is dict
-        and len(tools) <= MAX_TOOLS
-        and type(hours) is list
-        and len(hours) <= MAX_PEAK_HOURS
-        and type(intents) is list
-        and len(intents) <= MAX_INTENTS
-    ):
-        return False
-    for name, frequency in tools.items():
-        if (
-            type(name) is not str
-            or not 0 < len(name) <= MAX_NAME_LENGTH
-            or type(frequency) is not float
-            or not 0.0 <= frequency <= 1.0
-        ):
-            return False
-    for hour in hours:
-        if type(hour) is not int or not 0 <= hour <= 23:
-            return False
-    for intent in intents:
-        if type(intent) is not str or not 0 < len(intent) <= MAX_NAME_LENGTH:
-            return False
-    return len({*hours}) == len(hours) and len({*intents}) == len(intents)
-
-
 def checked_ids(
     tenant_id: str, record: Record, max_version: int = MAX_VERSION
 ) -> tuple[int, int]:
@@ -131,12 +68,33 @@ def checked_ids(
     return int(version), int(incarnation)
 
 
-def parse_row(
-    name: str, tenant_id: str, version: Any, incarnation: Any, text: Any
-) -> Record:
-    """A stored row (JSON profile text) as a record; ``StorageError`` if invalid.
+def profile_from_json(tenant_id: str, text: Any) -> TenantDNA:
+    """A profile stored as the JSON text of ``TenantDNA.to_dict()``.
 
-    ``name`` is the database's, for the message.
+    Raises ``ValueError`` (``dna.InvalidDNA`` naming the field) or
+    ``TypeError`` if ``text`` is not such JSON. ``tenant_id`` goes unused: it
+    is there for the signature :func:`parse_row` calls its readers with.
+    """
+    if not isinstance(text, str):
+        msg = f"dna: expected JSON text, got {type(text).__name__}"
+        raise ValueError(msg)
+    return TenantDNA.from_dict(json.loads(text))
+
+
+def parse_row(
+    name: str,
+    tenant_id: str,
+    version: Any,
+    incarnation: Any,
+    stored: Any,
+    *,
+    profile: Callable[[str, Any], TenantDNA] = profile_from_json,
+) -> Record:
+    """A stored row as a record; ``StorageError`` naming the tenant if invalid.
+
+    ``profile`` reads the stored profile (by default JSON text), raising
+    ``ValueError`` or ``TypeError`` if it cannot. ``name`` is the database's,
+    for the message.
     """
     try:
         if not isinstance(version, int) or version < 1:
@@ -145,10 +103,7 @@ def parse_row(
         if not isinstance(incarnation, int) or not 1 <= incarnation <= MAX_INCARNATION:
             msg = f"incarnation: expected an int in 1 .. 2**63 - 1, got {incarnation!r}"
             raise ValueError(msg)
-        if not isinstance(text, str):
-            msg = f"dna: expected JSON text, got {type(text).__name__}"
-            raise ValueError(msg)
-        dna = TenantDNA.from_dict(json.loads(text))
+        dna = profile(tenant_id, stored)
     except (ValueError, TypeError, RecursionError) as error:
         msg = f"{name}: the stored profile of tenant {tenant_id!r} is invalid: {error}"
         raise StorageError(msg) from error

@@ -27,17 +27,23 @@ Guarantees:
   ours, a file written by a newer schema: :class:`StorageError` naming the path
   (and both schema versions), with the file left byte for byte as it was — it
   is inspected read-only before anything is created or switched to WAL.
-* Profiles are stored as the JSON of ``TenantDNA.to_dict()``, validated on the
-  way in (``dna.InvalidDNA``) and on the way out (a stored profile that
-  ``TenantDNA.from_dict`` refuses raises :class:`StorageError` naming the
-  tenant).
+* **Older files open.** A file of schema 1 (profiles as JSON text) is
+  upgraded to :data:`SCHEMA_VERSION` when it is opened, in one transaction:
+  from then on a tenant-dna that reads schema 1 at most refuses to open it,
+  naming both versions. Its JSON rows are read as they are, and replaced by
+  packed ones as their tenants are written.
+* Profiles are stored packed (a BLOB: :mod:`storage._packed`, as the memory
+  backend keeps them), validated on the way in (``dna.InvalidDNA``) and on
+  the way out: a stored profile that does not unpack, or holds a value
+  ``dna.check_profile`` refuses, raises :class:`StorageError` naming the
+  tenant (and so does a schema-1 JSON row that ``TenantDNA.from_dict``
+  refuses).
 """
 
 from __future__ import annotations
 
 import contextlib
 import heapq
-import json
 import os
 import sqlite3
 import stat
@@ -58,17 +64,21 @@ from storage._base import (
     Storage,
     StorageError,
 )
+from storage._packed import check_round_trip, decode, encode
 from storage._records import (
-    canonical_dict,
-    checked_copy,
     checked_ids,
     new_incarnation,
     parse_row,
+    profile_from_json,
     rebased,
 )
 
-SCHEMA_VERSION: Final = 1
-"""The layout this code writes; a file of a newer one is refused."""
+SCHEMA_VERSION: Final = 2
+"""The layout this code writes; a file of a newer one is refused.
+
+1: profiles as JSON text. 2: profiles packed, in BLOBs (a file upgraded from 1
+keeps its columns declared ``TEXT``: SQLite stores a BLOB there as it is).
+"""
 
 SHARDS: Final = 64
 """Profile tables. An erasure rewrites one of them: 1/64 of the tenants."""
@@ -137,14 +147,18 @@ def _create_statements() -> list[str]:
         statements += [
             f"CREATE TABLE {table} (tenant_id TEXT PRIMARY KEY NOT NULL, "
             "version INTEGER NOT NULL, incarnation INTEGER NOT NULL, "
-            "sequence INTEGER NOT NULL, dna TEXT NOT NULL) WITHOUT ROWID",
+            "sequence INTEGER NOT NULL, dna BLOB NOT NULL) WITHOUT ROWID",
             f"CREATE INDEX {table}_sequence ON {table} (sequence)",
         ]
     return statements
 
 
-def _schema_state(connection: sqlite3.Connection, path: str) -> str:
-    """``"empty"`` or ``"ours"``; raises StorageError for anything else."""
+def _schema_state(connection: sqlite3.Connection, path: str) -> int | None:
+    """Our schema's version, or ``None`` for an empty database.
+
+    Raises StorageError for anything else: another application's tables, a
+    damaged or incomplete schema, a newer schema than :data:`SCHEMA_VERSION`.
+    """
     names = {
         name
         for (name,) in connection.execute(
@@ -154,10 +168,11 @@ def _schema_state(connection: sqlite3.Connection, path: str) -> str:
         if not name.startswith("sqlite_")
     }
     if not names:
-        return "empty"
+        return None
+    version = 0
     if _SCHEMA in names:
         rows = connection.execute(f"SELECT version FROM {_SCHEMA}").fetchall()
-        if len(rows) != 1 or not isinstance(rows[0][0], int):
+        if len(rows) != 1 or not isinstance(rows[0][0], int) or rows[0][0] < 1:
             msg = f"{path}: its {_SCHEMA} table is damaged ({rows!r}); refusing it"
             raise StorageError(msg)
         version = rows[0][0]
@@ -183,7 +198,7 @@ def _schema_state(connection: sqlite3.Connection, path: str) -> str:
             f"{', ...' if len(missing) > 1 else ''}); refusing to touch it"
         )
         raise StorageError(msg)
-    return "ours"
+    return version
 
 
 def _inspect(path: str, busy_timeout: float) -> None:
@@ -287,19 +302,25 @@ def _connect(path: str, busy_timeout: float) -> sqlite3.Connection:
         _pragma(connection, f"busy_timeout = {round(busy_timeout * 1000)}")
         # Checked again on the real connection before anything is written: the
         # file may have changed since it was inspected.
-        state = _schema_state(connection, path)
-        if state == "empty":
+        version = _schema_state(connection, path)
+        if version is None:
             # Only a database with no page yet takes these; set before WAL.
             _pragma(connection, "page_size = 4096")
             _pragma(connection, "auto_vacuum = NONE")
         _configure(connection, path, busy_timeout)
-        if state == "empty":
+        if version != SCHEMA_VERSION:
             connection.execute("BEGIN IMMEDIATE")
             try:
-                # Another process may have created it since we looked.
-                if _schema_state(connection, path) == "empty":
+                # Another process may have created or upgraded it since we looked.
+                version = _schema_state(connection, path)
+                if version is None:
                     for statement in _create_statements():
                         connection.execute(statement)
+                elif version < SCHEMA_VERSION:
+                    # From 1: the dna columns take BLOBs as they are declared.
+                    connection.execute(
+                        f"UPDATE {_SCHEMA} SET version = {SCHEMA_VERSION}"
+                    )
                 connection.execute("COMMIT")
             except BaseException:
                 if connection.in_transaction:
@@ -315,21 +336,13 @@ def _connect(path: str, busy_timeout: float) -> sqlite3.Connection:
     return connection
 
 
-# ASCII JSON: any str a profile may hold round-trips, lone surrogates too.
-# One encoder for every profile: json.dumps with options builds one a call.
-_JSON: Final = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
-
-
-def _encode(tenant_id: str, dna: TenantDNA) -> str:
-    data: dict[str, Any] | None = None
-    if type(dna) is TenantDNA:
-        try:
-            data = dna.to_dict()
-        except Exception:  # changed by another thread meanwhile: judged below
-            data = None
-    if data is None or not canonical_dict(data):
-        data = checked_copy(tenant_id, dna).to_dict()
-    return _JSON.encode(data)
+def _profile(tenant_id: str, stored: Any) -> TenantDNA:
+    """A stored profile: packed, or the JSON text of a row from schema 1."""
+    if type(stored) is bytes:
+        dna = decode(stored)
+        check_round_trip(tenant_id, dna, stored)
+        return dna
+    return profile_from_json(tenant_id, stored)
 
 
 class SQLiteStorage(Storage):
@@ -398,9 +411,11 @@ class SQLiteStorage(Storage):
                 db.execute("ROLLBACK")
 
     def _record(
-        self, tenant_id: str, version: Any, incarnation: Any, text: Any
+        self, tenant_id: str, version: Any, incarnation: Any, stored: Any
     ) -> Record:
-        return parse_row(self.name, tenant_id, version, incarnation, text)
+        return parse_row(
+            self.name, tenant_id, version, incarnation, stored, profile=_profile
+        )
 
     def _tables_for(self, tenant_ids: Iterable[str]) -> dict[str, str]:
         tables: dict[str, str] = {}
@@ -439,15 +454,15 @@ class SQLiteStorage(Storage):
         """
         self._db()
         tables = self._tables_for(change.tenant_id for change in changes)
-        texts = [
-            None if change.dna is None else _encode(change.tenant_id, change.dna)
+        bodies = [
+            None if change.dna is None else encode(change.tenant_id, change.dna)
             for change in changes
         ]
         if not changes:
             return []
         scrubbed: set[str] = set()
         with self._transaction(f"the commit of {len(changes)} change(s)") as db:
-            outcomes = self._apply(db, changes, tables, texts, scrubbed)
+            outcomes = self._apply(db, changes, tables, bodies, scrubbed)
         if scrubbed or self._scrub_pending:
             self._scrub_pending = True
             self._checkpoint(outcomes)
@@ -458,7 +473,7 @@ class SQLiteStorage(Storage):
         db: sqlite3.Connection,
         changes: Sequence[Change],
         tables: dict[str, str],
-        texts: list[str | None],
+        bodies: list[bytes | None],
         scrubbed: set[str],
     ) -> list[Outcome]:
         meta = dict(
@@ -468,23 +483,23 @@ class SQLiteStorage(Storage):
         )
         sequence = meta["sequence"] + 1
         tenants = meta["tenants"]
-        # tenant id -> (version, incarnation, dna text), or None: absent
+        # tenant id -> (version, incarnation, stored profile), or None: absent
         current: dict[str, Row | None] = {}
         outcomes: list[Outcome] = []
         wrote = False
-        for change, given in zip(changes, texts, strict=True):
-            text = given
+        for change, given in zip(changes, bodies, strict=True):
+            body = given
             tenant_id = change.tenant_id
             table = tables[tenant_id]
-            if tenant_id not in current and text is not None and not change.force:
+            if tenant_id not in current and body is not None and not change.force:
                 # The usual change: written if its base is what is stored,
                 # in one statement; the stored row is read only on a conflict.
-                written = self._write_on_base(db, table, change, text, sequence)
+                written = self._write_on_base(db, table, change, body, sequence)
                 if written is not None:
                     version, incarnation = written
                     if change.base_version == 0:
                         tenants += 1
-                    current[tenant_id] = (version, incarnation, text)
+                    current[tenant_id] = (version, incarnation, body)
                     outcomes.append(Committed(version, incarnation))
                     wrote = True
                     continue
@@ -502,12 +517,12 @@ class SQLiteStorage(Storage):
                 (0, 0) if stored is None else (stored[0], stored[1])
             ):
                 record = None if stored is None else self._record(tenant_id, *stored)
-                again = rebased(change, record, _encode)
+                again = rebased(change, record, encode)
                 if again is None:
                     outcomes.append(Conflict(record))
                     continue
-                rebase, text = again
-            if text is None:
+                rebase, body = again
+            if body is None:
                 if stored is not None:
                     db.execute(f"DELETE FROM {table} WHERE tenant_id = ?", (tenant_id,))
                     db.execute(
@@ -526,7 +541,7 @@ class SQLiteStorage(Storage):
                 db.execute(
                     f"INSERT INTO {table} (tenant_id, version, incarnation, "
                     "sequence, dna) VALUES (?, ?, ?, ?, ?)",
-                    (tenant_id, version, incarnation, sequence, text),
+                    (tenant_id, version, incarnation, sequence, body),
                 )
                 tenants += 1
             else:
@@ -534,9 +549,9 @@ class SQLiteStorage(Storage):
                 db.execute(
                     f"UPDATE {table} SET version = ?, sequence = ?, dna = ? "
                     "WHERE tenant_id = ?",
-                    (version, sequence, text, tenant_id),
+                    (version, sequence, body, tenant_id),
                 )
-            current[tenant_id] = (version, incarnation, text)
+            current[tenant_id] = (version, incarnation, body)
             outcomes.append(Committed(version, incarnation, rebase))
             wrote = True
         if wrote:
@@ -553,7 +568,7 @@ class SQLiteStorage(Storage):
 
     @staticmethod
     def _write_on_base(
-        db: sqlite3.Connection, table: str, change: Change, text: str, sequence: int
+        db: sqlite3.Connection, table: str, change: Change, body: bytes, sequence: int
     ) -> tuple[int, int] | None:
         """Write ``change`` if the stored record is its base: the new version
         and incarnation, or ``None`` (nothing written) if it is not."""
@@ -564,7 +579,7 @@ class SQLiteStorage(Storage):
             cursor = db.execute(
                 f"INSERT INTO {table} (tenant_id, version, incarnation, sequence, "
                 "dna) VALUES (?, 1, ?, ?, ?) ON CONFLICT (tenant_id) DO NOTHING",
-                (change.tenant_id, incarnation, sequence, text),
+                (change.tenant_id, incarnation, sequence, body),
             )
             return (1, incarnation) if cursor.rowcount == 1 else None
         version = change.base_version + 1
@@ -574,7 +589,7 @@ class SQLiteStorage(Storage):
             (
                 version,
                 sequence,
-                text,
+                body,
                 change.tenant_id,
                 change.base_version,
                 change.base_incarnation,
@@ -700,18 +715,18 @@ class SQLiteStorage(Storage):
         """
         self._db()
         tables = self._tables_for(tenant_id for tenant_id, _ in records)
-        rows: list[tuple[str, int, int, str]] = []
+        rows: list[tuple[str, int, int, bytes]] = []
         for tenant_id, record in records:
             version, incarnation = checked_ids(tenant_id, record)
             rows.append(
-                (tenant_id, version, incarnation, _encode(tenant_id, record.dna))
+                (tenant_id, version, incarnation, encode(tenant_id, record.dna))
             )
         if not rows:
             return
         with self._transaction(f"restoring {len(rows)} record(s)") as db:
             sequence = self._meta(db, "sequence") + 1
             tenants = self._meta(db, "tenants")
-            for tenant_id, version, incarnation, text in rows:
+            for tenant_id, version, incarnation, body in rows:
                 table = tables[tenant_id]
                 exists = db.execute(
                     f"SELECT 1 FROM {table} WHERE tenant_id = ?", (tenant_id,)
@@ -720,12 +735,12 @@ class SQLiteStorage(Storage):
                     db.execute(
                         f"UPDATE {table} SET version = ?, incarnation = ?, "
                         "sequence = ?, dna = ? WHERE tenant_id = ?",
-                        (version, incarnation, sequence, text, tenant_id),
+                        (version, incarnation, sequence, body, tenant_id),
                     )
                 else:
                     db.execute(
                         f"INSERT INTO {table} VALUES (?, ?, ?, ?, ?)",
-                        (tenant_id, version, incarnation, sequence, text),
+                        (tenant_id, version, incarnation, sequence, body),
                     )
                     tenants += 1
             db.execute(
