@@ -111,6 +111,13 @@ class Delete(Operation):
 
 CHANGES = (Update, Save, Delete)
 
+Pending = list[Operation] | tuple[()]
+"""A cell's operations applied and not yet committed: a list, or while there
+are none the one shared empty tuple (a list per idle cell would be one more
+object for the garbage collector to visit, for every resident tenant)."""
+
+NO_OPERATIONS: tuple[()] = ()
+
 
 class Flush(Operation):
     """Resolves to ``None`` once every change before it has been committed."""
@@ -288,7 +295,7 @@ class TenantCell:
         self.loaded = False
         self.base: Record | None = None
         self.working: TenantDNA | None = STALE
-        self.pending: list[Operation] = []
+        self.pending: Pending = NO_OPERATIONS
         self.in_flight: list[Operation] | None = None
         self.change: Change | None = None
         self.sent_to: object = None

@@ -16,12 +16,14 @@ from actors._cell import (
     FRESH,
     LATEST,
     NEWER,
+    NO_OPERATIONS,
     PENDING,
     STALE,
     UNKNOWN,
     Delete,
     Flush,
     Operation,
+    Pending,
     Refresh,
     Resubmit,
     Save,
@@ -301,7 +303,7 @@ class TenantActor(pykka.ThreadingActor):
                 self._settled(operation)
                 return
         self._decide(cell, operation)
-        cell.pending.append(operation)
+        _pend(cell, operation)
 
     def _decide(self, cell: TenantCell, operation: Operation) -> None:
         # The last update so far is answered with the working profile itself;
@@ -361,7 +363,7 @@ class TenantActor(pykka.ThreadingActor):
         if cell.in_flight is None and not cell.pending:
             flush.future.set(None)
             return
-        cell.pending.append(flush)
+        _pend(cell, flush)
         writer = self._context.writer
         if writer is not None and cell.in_flight is not None:
             # A buffered commit waits for the next tick; a flush wants it now.
@@ -537,12 +539,14 @@ class TenantActor(pykka.ThreadingActor):
             cell.stale = FRESH
             if erased:
                 working = cell.working
-                following = cell.pending
+                following = list(cell.pending)
                 cut = next(
                     (i for i, op in enumerate(following) if _overwrites(op)),
                     len(following),
                 )
-                cell.pending = following[cut:]
+                cell.pending = (
+                    following[cut:] if cut < len(following) else NO_OPERATIONS
+                )
                 self._answer(batch, change.dna)
                 self._answer(
                     following[:cut], change.dna if working is STALE else working
@@ -577,12 +581,12 @@ class TenantActor(pykka.ThreadingActor):
         """
         cell.working = STALE
         cell.latest = None
-        operations = first + cell.pending
-        cell.pending = []
+        operations = [*first, *cell.pending]
+        cell.pending = NO_OPERATIONS
         for operation in operations:
             if isinstance(operation, CHANGES):
                 self._decide(cell, operation)
-            cell.pending.append(operation)
+            _pend(cell, operation)
 
     # -- answering -------------------------------------------------------------
 
@@ -734,12 +738,25 @@ def as_storage_error(error: Exception) -> StorageError:
     return failure
 
 
-def _next_batch(pending: list[Operation]) -> tuple[list[Operation], list[Operation]]:
+def _pend(cell: TenantCell, operation: Operation) -> None:
+    """Append ``operation`` to what the cell has pending (a list from the first)."""
+    pending = cell.pending
+    if isinstance(pending, list):
+        pending.append(operation)
+    else:
+        cell.pending = [operation]
+
+
+def _next_batch(pending: Pending) -> tuple[list[Operation], Pending]:
     """Split off what one commit writes: up to and including the first erasure."""
+    if not isinstance(pending, list):
+        return [], NO_OPERATIONS
     for index, operation in enumerate(pending):
         if type(operation) is Delete and operation.failure is None:
+            if index + 1 == len(pending):
+                break
             return pending[: index + 1], pending[index + 1 :]
-    return pending, []
+    return pending, NO_OPERATIONS
 
 
 def _current(cell: TenantCell) -> TenantDNA | None:
