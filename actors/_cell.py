@@ -214,8 +214,13 @@ UNKNOWN = 2
 erased: the stored record is read before anything is applied."""
 
 
-class TenantCell:
+class TenantCell(deque[Operation]):
     """A tenant's identity in the store: its mailbox, its published profile, its state.
+
+    The cell is its own mailbox (a ``deque`` with the fields below): one object
+    per resident tenant rather than two, for memory and for the garbage
+    collector, which visits every one at each full collection. Cells compare
+    and hash by identity, never by what their mailboxes hold.
 
     A cell exists while its tenant is in use: it is created by the first change
     submitted for the tenant and retired (dropped from the directory) by its
@@ -224,8 +229,9 @@ class TenantCell:
     finding a tenant's actor never needs a message. Every field has one writer
     at a time:
 
-    * ``mailbox``: appended by any thread; popped only by the slot's actor,
-      so operations are applied one at a time in mailbox order.
+    * ``mailbox`` (the cell itself): appended by any thread; popped only by
+      the slot's actor, so operations are applied one at a time in mailbox
+      order.
     * ``published``: the profile and version readers see, never mutated once
       published; ``None`` when the tenant has no stored DNA (or is not loaded).
       Written only by the actor, before it answers, so a caller whose change
@@ -266,7 +272,6 @@ class TenantCell:
         "in_flight",
         "latest",
         "loaded",
-        "mailbox",
         "pending",
         "published",
         "recent",
@@ -280,10 +285,14 @@ class TenantCell:
         "working",
     )
 
+    __hash__ = object.__hash__  # type: ignore[assignment]
+    __eq__ = object.__eq__
+    __ne__ = object.__ne__
+
     def __init__(self, tenant_id: str, slot: int) -> None:
+        super().__init__()
         self.tenant_id = tenant_id
         self.slot = slot
-        self.mailbox: deque[Operation] = deque()
         self.published: Snapshot | None = None
         self.scheduled = False
         self.draining = False
@@ -304,10 +313,15 @@ class TenantCell:
         self.stale = FRESH
 
     @property
+    def mailbox(self) -> deque[Operation]:
+        """The operations waiting for the actor: the cell itself."""
+        return self
+
+    @property
     def busy(self) -> bool:
         """Whether the cell has operations that are not settled yet."""
         return bool(
-            self.mailbox
+            len(self)
             or self.pending
             or self.in_flight is not None
             or self.scheduled
@@ -318,7 +332,7 @@ class TenantCell:
         """Changes submitted and not yet settled (for what exit could not apply)."""
         return sum(
             isinstance(operation, CHANGES)
-            for operations in (self.mailbox, self.pending, self.in_flight or ())
+            for operations in (self, self.pending, self.in_flight or ())
             for operation in list(operations)
         )
 
@@ -329,10 +343,10 @@ class TenantCell:
         live cell instead, before this returns (so one thread's operations stay
         in order). Raises ``pykka.ActorDeadError`` if the store is closed.
         """
-        self.mailbox.append(operation)
+        self.append(operation)
         if self.retired:
             try:
-                self.mailbox.remove(operation)
+                self.remove(operation)
             except ValueError:
                 pass  # the actor kept the cell and took it: it is applied
             else:
@@ -350,10 +364,9 @@ class TenantCell:
 
     def fail_pending(self) -> None:
         """Answer every operation left in the mailbox with ``StoreClosed``."""
-        mailbox = self.mailbox
         while True:
             try:
-                operation = mailbox.popleft()
+                operation = self.popleft()
             except IndexError:
                 return
             if not operation.future.done:
