@@ -290,8 +290,14 @@ class TenantDNAStore:
     def flush(self, timeout: float | None = None) -> None:
         """Return once every change submitted before the call is committed."""
         for slot in self._ask(("flush",)):
-            for future in slot.get(timeout=timeout):
+            flushes = slot.get(timeout=timeout)
+            for future in flushes:
                 future.get(timeout=timeout)
+            # The registry holds its last reply until its next message, and
+            # through it these: one per busy tenant, each with what its
+            # waiter made (measured: 125 MiB of RSS kept after a flush of
+            # 100,000 tenants' changes on SQLite).
+            flushes.clear()
 
     # -- lifecycle -------------------------------------------------------------
 
