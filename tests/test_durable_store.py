@@ -10,6 +10,7 @@ printed (run with ``-s`` to see them).
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import random
@@ -28,7 +29,7 @@ import pytest
 
 import storage.sqlite
 from actors import StorageError, TenantDNAStore, VersionConflict, Versioned
-from actors._cell import NEWER, UNKNOWN
+from actors._cell import NEWER, UNKNOWN, Flush
 from dna import TenantDNA
 from storage import Change, SQLiteStorage
 from tests.conftest import PROBE, SEED_SESSION, learned, sessions_applied, wait_for
@@ -904,3 +905,41 @@ def test_a_store_never_closed_logs_what_it_could_not_commit_at_exit(
     with TenantDNAStore(path) as again:
         assert again.list_tenants() == []
     assert integrity(path) == [("ok",)]
+
+
+def test_a_flush_keeps_nothing_of_what_it_flushed(tmp_path: Path) -> None:
+    # flush() hands every busy tenant a Flush and waits for each. The registry
+    # keeps its last reply until its next message: through it, a flush of a
+    # large backlog held every Flush (and what its waiter made) after flush()
+    # had returned. Commits are held back by another connection's write lock
+    # until every tenant has its Flush, so each of them gets one.
+    path = tmp_path / "f.db"
+    tenants = [f"t{i}" for i in range(50)]
+    with TenantDNAStore(f"sqlite:///{path}") as store:
+        store.update_from_session("warm", PROBE, alpha=0.01)
+        blocker = sqlite3.connect(path, isolation_level=None, timeout=5)
+        blocker.execute("BEGIN IMMEDIATE")
+        try:
+            for tenant in tenants:
+                store.update_from_session_async(tenant, PROBE, alpha=0.01)
+            flusher = threading.Thread(target=store.flush, kwargs={"timeout": 10})
+            flusher.start()
+            directory = store._context.directory
+
+            def flushes_queued() -> bool:
+                cells = [directory.get(tenant) for tenant in tenants]
+                return all(
+                    cell is not None
+                    and any(type(op) is Flush for op in [*cell, *cell.pending])
+                    for cell in cells
+                )
+
+            assert wait_for(flushes_queued, 10)
+        finally:
+            blocker.execute("ROLLBACK")
+            blocker.close()
+        flusher.join(timeout=10)
+        assert not flusher.is_alive()
+        assert [sessions_applied(store.get(tenant)) for tenant in tenants] == [1] * 50
+        gc.collect()
+        assert sum(type(o) is Flush for o in gc.get_objects()) == 0
