@@ -1,4 +1,4 @@
-"""A profile packed into bytes: how the memory and SQLite backends store one.
+"""A profile packed into bytes: how every backend stores one.
 
 :func:`encode` checks a profile as ``dna.check_profile`` does and packs it;
 :func:`decode` unpacks one, checking only that the bytes have the shape of a

@@ -88,13 +88,13 @@ def parse_row(
     incarnation: Any,
     stored: Any,
     *,
-    profile: Callable[[str, Any], TenantDNA] = profile_from_json,
+    profile: Callable[[str, Any], TenantDNA],
 ) -> Record:
     """A stored row as a record; ``StorageError`` naming the tenant if invalid.
 
-    ``profile`` reads the stored profile (by default JSON text), raising
-    ``ValueError`` or ``TypeError`` if it cannot. ``name`` is the database's,
-    for the message.
+    ``profile`` reads the stored profile (packed, or JSON text from schema
+    1), raising ``ValueError`` or ``TypeError`` if it cannot. ``name`` is the
+    database's, for the message.
     """
     try:
         if not isinstance(version, int) or version < 1:

@@ -381,6 +381,30 @@ def test_every_valid_profile_loads_and_scans_back_exactly(backend: Storage) -> N
     _round_trips(backend, profiles)
 
 
+def test_profiles_with_awkward_names_and_floats_load_back_exactly(
+    backend: Storage,
+) -> None:
+    _round_trips(backend, awkward_profiles)
+
+
+def test_lone_surrogates_that_would_make_a_pair_load_back_as_two_characters(
+    backend: Storage,
+) -> None:
+    # ASCII JSON writes each as a \u escape, and reading joins the two into
+    # one character: a profile stored as JSON text came back changed.
+    pair, last = "\ud800\udc00", "\udbff\udfff"
+    dna = profile(
+        tool_usage_frequency={pair: 0.5, f"x{last}y": 0.25},
+        common_intents=[pair, last, "\udc00\ud800"],
+    )
+    first = create(backend, "acme", dna)
+    record = backend.load("acme")
+    assert record == Record(dna, 1, first.incarnation)
+    assert [len(name) for name in record.dna.tool_usage_frequency] == [2, 4]
+    assert [len(intent) for intent in record.dna.common_intents] == [2, 2, 2]
+    assert dict(backend.scan()) == {"acme": record}
+
+
 def test_scan_refuses_a_batch_below_one(backend: Storage) -> None:
     with pytest.raises(ValueError, match="batch"):
         list(backend.scan(batch=0))
@@ -615,16 +639,6 @@ def test_open_storage_refuses_other_urls_naming_them(url: str, named: str) -> No
 
 def _files(folder: Path) -> dict[str, bytes]:
     return {path.name: path.read_bytes() for path in sorted(folder.iterdir())}
-
-
-def test_profiles_with_awkward_names_and_floats_load_back_exactly_from_sqlite(
-    tmp_path: Path,
-) -> None:
-    opened = SQLiteStorage(tmp_path / "profiles.db")
-    try:
-        _round_trips(opened, awkward_profiles)
-    finally:
-        opened.close()
 
 
 def test_profiles_survive_closing_and_reopening(tmp_path: Path) -> None:
