@@ -34,6 +34,7 @@ from storage import (
     StorageError,
     open_storage,
 )
+from tests.conftest import run_threads
 from tests.postgres import (
     TIMEOUT,
     child,
@@ -110,27 +111,20 @@ def test_an_unreachable_server_is_a_storage_error_naming_the_url_not_the_passwor
     assert "hunter2-secret" not in str(raised.value)
 
 
+def open_together(url: str, count: int, opened: list[PostgresStorage]) -> None:
+    """Open ``count`` storages on ``url`` from threads released together, into
+    ``opened`` (the caller closes them); the first failure is raised."""
+    run_threads(count, lambda _: opened.append(PostgresStorage(url)), TIMEOUT)
+    assert len(opened) == count
+
+
 def test_the_tables_are_created_once_by_processes_starting_together(
     postgres_url: str,
 ) -> None:
     reset(postgres_url)
     opened: list[PostgresStorage] = []
-    errors: list[BaseException] = []
-
-    def start() -> None:
-        try:
-            opened.append(PostgresStorage(postgres_url))
-        except BaseException as error:
-            errors.append(error)
-
-    starters = [threading.Thread(target=start) for _ in range(6)]
-    for starter in starters:
-        starter.start()
-    for starter in starters:
-        starter.join(timeout=TIMEOUT)
     try:
-        assert errors == []
-        assert len(opened) == 6
+        open_together(postgres_url, 6, opened)
         create(opened[0], "acme")
         assert all(each.tenants() == ["acme"] for each in opened)
     finally:
@@ -300,22 +294,8 @@ def test_a_schema_1_database_is_upgraded_once_by_processes_starting_together(
         {t: (r.version, r.incarnation, _as_json(r.dna)) for t, r in old.items()},
     )
     opened: list[PostgresStorage] = []
-    errors: list[BaseException] = []
-
-    def start() -> None:
-        try:
-            opened.append(PostgresStorage(postgres_url))
-        except BaseException as error:
-            errors.append(error)
-
-    starters = [threading.Thread(target=start) for _ in range(4)]
-    for starter in starters:
-        starter.start()
-    for starter in starters:
-        starter.join(timeout=TIMEOUT)
     try:
-        assert errors == []
-        assert len(opened) == 4
+        open_together(postgres_url, 4, opened)
         for each in opened:
             assert {t: repr(r) for t, r in each.scan()} == {
                 t: repr(r) for t, r in old.items()
