@@ -225,3 +225,11 @@ def check_round_trip(tenant_id: str, dna: TenantDNA, value: bytes, at: int = 0) 
     if encode(tenant_id, dna) != value[at:]:
         msg = f"tenant {tenant_id!r}: the record does not round-trip"
         raise ValueError(msg)
+
+
+def decode_checked(tenant_id: str, value: bytes) -> TenantDNA:
+    """The profile packed in ``value``, its values checked (the two above);
+    raises as they do."""
+    dna = decode(value)
+    check_round_trip(tenant_id, dna, value)
+    return dna

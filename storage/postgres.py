@@ -107,7 +107,7 @@ from storage._base import (
     Storage,
     StorageError,
 )
-from storage._packed import check_round_trip, decode, encode
+from storage._packed import decode_checked, encode
 from storage._records import (
     checked_ids,
     new_incarnation,
@@ -242,9 +242,7 @@ def _profile(tenant_id: str, stored: Any) -> TenantDNA:
     if type(stored) is not bytes:
         msg = f"dna: expected packed bytes, got {type(stored).__name__}"
         raise ValueError(msg)
-    dna = decode(stored)
-    check_round_trip(tenant_id, dna, stored)
-    return dna
+    return decode_checked(tenant_id, stored)
 
 
 def _announced(payloads: Iterable[str]) -> Announced:

@@ -64,7 +64,7 @@ from storage._base import (
     Storage,
     StorageError,
 )
-from storage._packed import check_round_trip, decode, encode
+from storage._packed import decode_checked, encode
 from storage._records import (
     checked_ids,
     new_incarnation,
@@ -339,9 +339,7 @@ def _connect(path: str, busy_timeout: float) -> sqlite3.Connection:
 def _profile(tenant_id: str, stored: Any) -> TenantDNA:
     """A stored profile: packed, or the JSON text of a row from schema 1."""
     if type(stored) is bytes:
-        dna = decode(stored)
-        check_round_trip(tenant_id, dna, stored)
-        return dna
+        return decode_checked(tenant_id, stored)
     return profile_from_json(tenant_id, stored)
 
 
