@@ -138,7 +138,7 @@ class AsyncTenantDNAStore:
         resident = self._store._peek(tenant_id)
         if resident is not None:
             return resident
-        return await asyncio.to_thread(self._store.get_versioned, tenant_id)
+        return await asyncio.to_thread(self._store._read_stored, tenant_id)
 
     async def update_from_session(
         self, tenant_id: str, session_metrics: Mapping[str, Any], alpha: float = 0.2

@@ -183,19 +183,11 @@ class TenantDNAStore:
         compare-and-set. Reads the published snapshot of a tenant in memory,
         and storage (in the calling thread) only for one that is not.
         """
-        cell = self._cell(tenant_id)
-        if cell is not None:
-            cell.recent = True
-            published = cell.published
-            if published is not None:
-                return Versioned(published.dna.copy(), published.version)
-            if cell.loaded:
-                if cell.stale == FRESH:
-                    return Versioned(TenantDNA(), 0)
-                # Another process wrote it: read storage, and have the
-                # tenant's actor read it back for the next reader.
-                with contextlib.suppress(pykka.ActorDeadError):
-                    cell.post(Refresh(load=True), self._context)
+        resident = self._peek(tenant_id)
+        return self._read_stored(tenant_id) if resident is None else resident
+
+    def _read_stored(self, tenant_id: str) -> Versioned:
+        """The tenant's stored profile, read in the calling thread."""
         record = self._context.storage_here().load(_plain(tenant_id))
         if record is None:
             return Versioned(TenantDNA(), 0)
@@ -393,15 +385,25 @@ class TenantDNAStore:
         return self._post(tenant_id, cell, Delete(), block=block)
 
     def _peek(self, tenant_id: str) -> Versioned | None:
-        """The tenant's profile if it can be read without storage, else ``None``."""
+        """The tenant's profile if it can be read without storage, else ``None``.
+
+        Raises ``StoreClosed`` or ``InvalidTenantId``. A tenant another
+        process wrote since it was loaded must be read from storage: its actor
+        is asked to read it back too, for the next reader.
+        """
         cell = self._cell(tenant_id)
         if cell is None:
             return None
+        cell.recent = True
         published = cell.published
         if published is not None:
-            cell.recent = True
             return Versioned(published.dna.copy(), published.version)
-        return Versioned(TenantDNA(), 0) if cell.loaded else None
+        if cell.loaded:
+            if cell.stale == FRESH:
+                return Versioned(TenantDNA(), 0)
+            with contextlib.suppress(pykka.ActorDeadError):
+                cell.post(Refresh(load=True), self._context)
+        return None
 
     def _check_open(self) -> None:
         if self._closed:

@@ -10,6 +10,7 @@ printed (run with ``-s`` to see them).
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import json
 import os
@@ -28,7 +29,13 @@ from typing import Any
 import pytest
 
 import storage.sqlite
-from actors import StorageError, TenantDNAStore, VersionConflict, Versioned
+from actors import (
+    AsyncTenantDNAStore,
+    StorageError,
+    TenantDNAStore,
+    VersionConflict,
+    Versioned,
+)
 from actors._cell import NEWER, UNKNOWN, Flush
 from dna import TenantDNA
 from storage import Change, SQLiteStorage
@@ -564,6 +571,26 @@ def test_a_compare_and_set_on_a_tenant_another_store_changed_is_judged_on_storag
         assert (got.version, got.dna.common_intents) == (3, ["cas"])
         with pytest.raises(VersionConflict):
             ours.save("t", TenantDNA(), expected_version=2)
+
+
+def test_a_coroutine_reads_what_another_store_wrote_once_it_is_known_stale(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "profiles.db"
+
+    async def read(tenant_id: str) -> Versioned:
+        async with AsyncTenantDNAStore(path, staleness=0.2) as ours:
+            await ours.update_from_session(tenant_id, {"intent": "ours"})
+            with TenantDNAStore(path) as theirs:
+                theirs.update_from_session(tenant_id, {"intent": "theirs"})
+            cell = ours.store._directory[tenant_id]
+            assert wait_for(lambda: cell.stale == NEWER, VISIBLE_WITHIN)
+            assert cell.published is None
+            return await ours.get_versioned(tenant_id)
+
+    # Not the default profile a tenant without a snapshot once read as.
+    got = asyncio.run(read("t"))
+    assert (got.version, got.dna.common_intents) == (2, ["ours", "theirs"])
 
 
 def test_compare_and_set_across_processes_refuses_a_stale_version(
