@@ -291,7 +291,7 @@ class TenantActor(pykka.ThreadingActor):
             cell.base = None
             cell.working = STALE
             cell.published = None
-        if not cell.loaded or _must_load(cell, operation):
+        if not cell.loaded or _must_load(cell, operation, self._context.buffered):
             try:
                 self._load(cell)
             except StorageError as error:
@@ -783,16 +783,17 @@ def _logical_version(cell: TenantCell) -> int:
     return version
 
 
-def _must_load(cell: TenantCell, operation: Operation) -> bool:
+def _must_load(cell: TenantCell, operation: Operation, buffered: bool) -> bool:
     """Whether ``operation`` needs the stored record first: the cell is stale,
-    idle (so loading loses nothing), and a rebase by the commit would not do.
+    idle (so loading loses nothing), and a rebase by the commit would not do
+    (``buffered``: the change is answered and published before its commit).
     """
     stale = cell.stale
     if stale == FRESH or cell.pending or cell.in_flight is not None:
         return False
     if type(operation) is Delete:
         return False
-    if stale == UNKNOWN:
+    if stale == UNKNOWN or buffered:
         return True
     # A compare-and-set is decided here, on the version stored.
     return isinstance(operation, Save) and operation.expected is not None

@@ -555,6 +555,35 @@ def test_an_update_after_a_poll_that_could_not_say_what_changed_reads_storage_fi
         assert got.dna.avg_task_complexity == TenantDNA().avg_task_complexity
 
 
+def test_a_buffered_update_of_a_tenant_known_stale_is_answered_on_what_is_stored(
+    tmp_path: Path,
+) -> None:
+    # Buffered: answered and published before its commit, so it cannot wait
+    # for the commit's rebase to see the other store's change.
+    path = tmp_path / "profiles.db"
+    with (
+        TenantDNAStore(path, durability="buffered", staleness=0.2) as ours,
+        TenantDNAStore(path) as theirs,
+    ):
+        ours.update_from_session("t", {"intent": "ours"})
+        ours.flush()
+        theirs.update_from_session("t", {"intent": "theirs"})
+        cell = ours._directory["t"]
+        assert wait_for(lambda: cell.stale == NEWER, VISIBLE_WITHIN)
+        answer = ours.update_from_session("t", {"intent": "again"})
+        assert answer.common_intents == ["ours", "theirs", "again"]
+        got = ours.get_versioned("t")
+        assert (got.version, got.dna.common_intents) == (3, answer.common_intents)
+        ours.flush()
+    stored = SQLiteStorage(path)
+    try:
+        record = stored.load("t")
+    finally:
+        stored.close()
+    assert record is not None
+    assert (record.version, record.dna.common_intents) == (3, answer.common_intents)
+
+
 def test_a_compare_and_set_on_a_tenant_another_store_changed_is_judged_on_storage(
     tmp_path: Path,
 ) -> None:
