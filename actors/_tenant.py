@@ -142,6 +142,11 @@ class TenantActor(pykka.ThreadingActor):
     # -- draining --------------------------------------------------------------
 
     def _drain(self, cell: TenantCell) -> None:
+        if cell.retired:
+            # Queued twice (a lost actor's cells are queued again), retired by
+            # the first drain: what a caller appends now, the caller itself
+            # takes to the tenant's live cell (see TenantCell.post).
+            return
         # Draining is announced before the token is cleared, so a retirement
         # or a flush that looks in between still sees the cell busy.
         cell.draining = True
@@ -171,7 +176,7 @@ class TenantActor(pykka.ThreadingActor):
         elif cell in busy:
             busy.remove(cell)
             cells[cell] = None
-        elif not cell.retired:
+        else:
             cells[cell] = None
             if self._debug:
                 self._log.debug("tenant_activated", tenant_id=cell.tenant_id)

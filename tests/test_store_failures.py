@@ -24,8 +24,9 @@ import pykka
 import pytest
 
 from actors import TenantDNAStore
+from actors._cell import Update
 from actors._tenant import TenantActor
-from dna import InvalidSessionMetrics, TenantDNA
+from dna import InvalidSessionMetrics, TenantDNA, parse_session_metrics
 from tests.conftest import PROBE, learned, run_threads, sessions_applied, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -277,6 +278,31 @@ def test_an_actor_serving_several_tenants_stopped_repeatedly_loses_nothing() -> 
         # Served after the last replacement, which was counted first.
         assert sessions_applied(store.update_from_session("b", PROBE, 0.01)) == 251
         assert store.stats().actors_replaced == 5
+
+
+def test_a_retired_cell_queued_again_is_left_to_the_caller_that_posted_to_it(
+    tmp_path: Path,
+) -> None:
+    # A lost actor's busy-looking cells are queued again by the registry; one
+    # that was queued already is drained twice, and the first drain may
+    # retire it. Forced here: an erased tenant's cell (retired once erased)
+    # queued again while a caller's change sits in it, as it does between
+    # the caller's append and its look at the retired flag.
+    url = f"sqlite:///{tmp_path / 'r.db'}"
+    with TenantDNAStore(url, exit_timeout=WAIT) as store:
+        store.update_from_session("gone", PROBE, alpha=0.01)
+        old = store._directory["gone"]
+        store.delete("gone")
+        assert wait_for(lambda: old.retired, WAIT)
+        change = Update(parse_session_metrics(PROBE), 0.01)
+        old.append(change)
+        store._context.wake(old)
+        store.flush(timeout=WAIT)  # its slot's actor has passed the cell
+        # Still there for the caller to take to the live cell: drained from
+        # the retired one, it would have been applied to a cell no one reads
+        # and, on a file, never answered.
+        assert list(old) == [change]
+        assert not change.future.done
 
 
 def test_a_writer_stopped_from_outside_is_replaced_and_commits_go_on(
