@@ -17,7 +17,7 @@ import pytest
 
 from actors import StorageError, TenantDNAStore
 from dna import TenantDNA
-from tests.conftest import PROBE, sessions_applied
+from tests.conftest import PROBE, sessions_applied, wait_for
 from tests.postgres import pg_ctl, postgres_url, reset
 
 __all__ = ["postgres_url"]  # the fixture, used by name
@@ -159,13 +159,6 @@ def test_a_stored_profile_round_trips_with_its_version(url: str) -> None:
         assert version == 1
 
 
-def _until(condition: object, what: str) -> None:
-    deadline = time.monotonic() + TIMEOUT
-    while not condition():  # type: ignore[operator]
-        assert time.monotonic() < deadline, what
-        time.sleep(0.01)
-
-
 def test_another_stores_commit_is_rebased_on_without_a_load_per_announcement(
     url: str,
 ) -> None:
@@ -179,12 +172,13 @@ def test_another_stores_commit_is_rebased_on_without_a_load_per_announcement(
         for _ in range(20):
             theirs.update_from_session("t", PROBE, alpha=0.01)
         # Announced to ours: its copy is dropped (a read asks storage) ...
-        _until(
-            lambda: ours.get_versioned("t").version == 21,
-            "the other store's commits never showed",
+        assert wait_for(lambda: ours.get_versioned("t").version == 21, TIMEOUT), (
+            "the other store's commits never showed"
         )
         # ... and read back once for the next readers, not once per commit.
-        _until(lambda: ours.stats().activations > loads, "never read back")
+        assert wait_for(lambda: ours.stats().activations > loads, TIMEOUT), (
+            "never read back"
+        )
         assert ours.stats().activations - loads <= 2
         before = ours.stats()
         answer = ours.update_from_session("t", PROBE, alpha=0.01)
@@ -195,7 +189,9 @@ def test_another_stores_commit_is_rebased_on_without_a_load_per_announcement(
         for _ in range(21):
             expected.update_from_session(PROBE, alpha=0.01)
         assert answer.avg_task_complexity == pytest.approx(expected.avg_task_complexity)
-        _until(lambda: theirs.get_versioned("t").version == 22, "never announced")
+        assert wait_for(lambda: theirs.get_versioned("t").version == 22, TIMEOUT), (
+            "never announced"
+        )
 
 
 def test_a_tenant_erased_by_another_store_starts_a_new_life_here(url: str) -> None:
@@ -206,9 +202,13 @@ def test_a_tenant_erased_by_another_store_starts_a_new_life_here(url: str) -> No
         ours.update_from_session("t", {"task_complexity": 0.9, "intent": "old"})
         theirs.delete("t")
         # The erasure announced: ours forgets the tenant without a read.
-        _until(lambda: ours.get_versioned("t").version == 0, "never saw the erasure")
+        assert wait_for(lambda: ours.get_versioned("t").version == 0, TIMEOUT), (
+            "never saw the erasure"
+        )
         ours.update_from_session("t", {"intent": "new"})
         got = ours.get_versioned("t")
         assert (got.version, got.dna.common_intents) == (1, ["new"])
         assert got.dna.avg_task_complexity == TenantDNA().avg_task_complexity
-        _until(lambda: theirs.get("t").common_intents == ["new"], "never announced")
+        assert wait_for(lambda: theirs.get("t").common_intents == ["new"], TIMEOUT), (
+            "never announced"
+        )

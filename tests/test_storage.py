@@ -799,6 +799,7 @@ def test_a_busy_checkpoint_after_an_erasure_is_reported_and_retried(
         write(opened, "other", profile(1))  # retries the checkpoint
         everything = b"".join(_files(tmp_path).values())
         assert secret.encode() not in everything
+        assert f"intent-of-{secret}".encode() not in everything
     finally:
         opened.close()
 
