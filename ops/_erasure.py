@@ -97,7 +97,8 @@ def idle_days(text: str) -> float:
         days = float(text)
     except ValueError:
         days = math.nan
-    if not (math.isfinite(days) and days > 0):
+    # A cutoff that is a time: a number of days whose seconds overflow is not.
+    if not (math.isfinite(days) and days > 0 and math.isfinite(days * DAY)):
         msg = f"expected a number of days > 0, got {text!r}"
         raise argparse.ArgumentTypeError(msg)
     return days

@@ -20,7 +20,7 @@ def say(message: str) -> None:
 
 def emit_json(data: Any) -> None:
     """One JSON document on stdout (ASCII, so any terminal encoding can hold it)."""
-    sys.stdout.write(json.dumps(data, indent=2) + "\n")
+    sys.stdout.write(json.dumps(data, indent=2, allow_nan=False) + "\n")
 
 
 def emit_table(

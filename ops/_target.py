@@ -53,9 +53,15 @@ def opened(url: str | None, *, create: bool = False) -> Iterator[Storage]:
     """
     target = resolve(url)
     path = sqlite_path(target)
-    if path is not None and not create and not os.path.lexists(path):
-        msg = f"{os.path.abspath(path)}: no such file"
-        raise CommandFailed(msg)
+    if path is not None and not create:
+        # Followed through links: a dangling one names a file not there.
+        if not os.path.exists(path):
+            msg = f"{os.path.abspath(path)}: no such file"
+            raise CommandFailed(msg)
+        if os.path.isfile(path) and os.path.getsize(path) == 0:
+            # SQLite takes it for an empty database; opening would fill it.
+            msg = f"{os.path.abspath(path)}: an empty file, not a tenant-dna database"
+            raise CommandFailed(msg)
     try:
         storage = open_storage(target)
     except ValueError as error:

@@ -12,6 +12,7 @@ import argparse
 import contextlib
 import json
 import os
+import stat
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -22,18 +23,38 @@ from ops._errors import CommandFailed
 from ops._inspect import record_json, tenant_argument
 from ops._output import Progress, emit_json, say
 from ops._target import opened, resolve
-from storage import MAX_INCARNATION, Record, new_incarnation
+from storage import MAX_INCARNATION, MAX_VERSION, Record, new_incarnation
 
 
 @contextlib.contextmanager
-def _destination(output: str | None) -> Iterator[TextIO]:
-    """stdout, or a file that appears (mode 0600) only once fully written."""
+def _destination(output: str | None, source: str | None) -> Iterator[TextIO]:
+    """stdout; a file that appears (mode 0600) only once fully written; or,
+    for what is not a regular file (a pipe, a device), that itself.
+
+    A symbolic link is followed (the link stays). ``source``, the database's
+    own file, is refused, and so are the files SQLite keeps beside it.
+    """
     if output is None or output == "-":
         yield sys.stdout
         return
-    folder = os.path.dirname(os.path.abspath(output))
+    target = os.path.realpath(output)
+    if source is not None:
+        database = os.path.realpath(source)
+        if target in {database + suffix for suffix in ("", "-wal", "-shm", "-journal")}:
+            msg = f"{output}: that is the database being exported; nothing written"
+            raise CommandFailed(msg)
     try:
-        handle, temporary = tempfile.mkstemp(prefix=".tenant-dna-export-", dir=folder)
+        regular = not os.path.exists(target) or stat.S_ISREG(os.stat(target).st_mode)
+        if not regular:
+            if os.path.isdir(target):
+                msg = f"{output}: is a folder; nothing written"
+                raise CommandFailed(msg)
+            with open(target, "w", encoding="utf-8", newline="\n") as stream:
+                yield stream
+            return
+        handle, temporary = tempfile.mkstemp(
+            prefix=".tenant-dna-export-", dir=os.path.dirname(target)
+        )
     except OSError as error:
         msg = f"{output}: cannot write there: {error.strerror}"
         raise CommandFailed(msg) from error
@@ -42,7 +63,7 @@ def _destination(output: str | None) -> Iterator[TextIO]:
             yield stream
             stream.flush()
             os.fsync(stream.fileno())
-        os.replace(temporary, output)
+        os.replace(temporary, target)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(temporary)
@@ -71,7 +92,7 @@ def export(args: argparse.Namespace) -> int:
             total = storage.count()
         written = 0
         with (
-            _destination(args.output) as stream,
+            _destination(args.output, getattr(storage, "path", None)) as stream,
             Progress("exporting", total) as progress,
         ):
             for tenant_id, record in records:
@@ -117,8 +138,8 @@ def _parse(raw: bytes, seen: dict[str, int], number: int) -> _Line:
         msg = f"tenant_id: {error}"
         raise ValueError(msg) from error
     version = data["version"]
-    if type(version) is not int or version < 1:
-        msg = f"version: expected an int >= 1, got {version!r}"
+    if type(version) is not int or not 1 <= version <= MAX_VERSION:
+        msg = f"version: expected an int in 1 .. 2**63 - 1, got {version!r}"
         raise ValueError(msg)
     incarnation = data.get("incarnation")
     if incarnation is None:

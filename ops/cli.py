@@ -169,13 +169,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CommandFailed as error:
         say(str(error))
         return error.status
-    except StorageError as error:
-        say(str(error))
-        return FAILED
     except BrokenPipeError:
         # The reader (head, a closed pager) left: stop quietly, and keep
         # Python from complaining while it flushes stdout at exit.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return FAILED
+    except (StorageError, OSError) as error:
+        if isinstance(error, OSError):  # a full disk, a folder named as a file
+            say(f"{error.filename or 'output'}: {error.strerror or error}")
+            # What stdout still holds would fail again, loudly, at exit.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        else:
+            say(str(error))
         return FAILED
     except KeyboardInterrupt:
         say("interrupted")

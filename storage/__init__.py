@@ -19,7 +19,7 @@ from storage._base import (
     VersionConflict,
 )
 from storage._open import open_storage
-from storage._records import MAX_INCARNATION, new_incarnation
+from storage._records import MAX_INCARNATION, MAX_VERSION, new_incarnation
 from storage.memory import MemoryStorage
 from storage.sqlite import ScrubIncomplete, SQLiteStorage
 
@@ -38,6 +38,7 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "MAX_INCARNATION",
+    "MAX_VERSION",
     "Announced",
     "Change",
     "Changes",

@@ -116,6 +116,7 @@ def test_help_of_the_command_and_every_subcommand_exits_0(subcommand: str) -> No
         ["purge", "--idle-days", "soon"],
         ["purge", "--idle-days", "-3"],
         ["purge", "--idle-days", "nan"],
+        ["purge", "--idle-days", "1e305"],  # seconds past any float
         ["stats", "--bogus"],
         ["show", " padded "],
         ["show", "tab\there"],
@@ -161,6 +162,23 @@ def test_a_missing_file_is_reported_and_not_created(tmp_path: Path) -> None:
         assert_one_line_error(result)
         assert "no such file" in result.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_dangling_link_or_an_empty_file_is_reported_and_left_as_it_is(
+    tmp_path: Path,
+) -> None:
+    link = tmp_path / "link.db"
+    link.symlink_to(tmp_path / "gone.db")
+    empty = tmp_path / "empty.db"
+    empty.touch()
+    for url, said in ((link, "no such file"), (empty, "an empty file")):
+        for args in (["stats"], ["check"], ["list"]):
+            result = run(*args, url=url)
+            assert result.returncode == 1
+            assert_one_line_error(result)
+            assert said in result.stderr
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["empty.db", "link.db"]
+    assert empty.stat().st_size == 0
 
 
 # -- reading -------------------------------------------------------------------
@@ -270,6 +288,66 @@ def test_export_of_an_unknown_tenant_exits_1_and_writes_nothing(
     assert sorted(path.name for path in tmp_path.iterdir()) == ["profiles.db"]
 
 
+def test_export_onto_the_database_itself_is_refused_and_changes_nothing(
+    database: Path, tmp_path: Path
+) -> None:
+    before = records(database)
+    link = tmp_path / "link.jsonl"
+    link.symlink_to(database)
+    for output in (database, link, Path(f"{database}-wal")):
+        result = run("export", "-o", output, url=database)
+        assert result.returncode == 1
+        assert_one_line_error(result)
+        assert "the database being exported" in result.stderr
+    assert records(database) == before
+    assert link.is_symlink()
+
+
+def test_export_writes_through_a_link_and_into_a_pipe(
+    database: Path, tmp_path: Path
+) -> None:
+    expected = run("export", url=database).stdout
+    target = tmp_path / "target.jsonl"
+    link = tmp_path / "link.jsonl"
+    link.symlink_to(target)
+    assert run("export", "-o", link, url=database).returncode == 0
+    assert link.is_symlink()
+    assert target.read_text(encoding="utf-8") == expected
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    reader = subprocess.Popen(["cat", str(fifo)], stdout=subprocess.PIPE, text=True)
+    try:
+        result = run("export", "-o", fifo, url=database)
+        out, _ = reader.communicate(timeout=TIMEOUT)
+    finally:
+        reader.kill()
+        reader.wait(timeout=TIMEOUT)
+    assert result.returncode == 0, result.stderr
+    assert out == expected
+    assert fifo.is_fifo()
+
+
+def test_export_to_a_folder_or_a_full_disk_fails_with_one_line(
+    database: Path, tmp_path: Path
+) -> None:
+    folder = run("export", "-o", tmp_path, url=database)
+    assert folder.returncode == 1
+    assert_one_line_error(folder)
+    if not os.path.exists("/dev/full"):
+        return  # no device that is always full here (not Linux)
+    full = subprocess.run(
+        f"{COMMAND} --url {database} export > /dev/full",
+        shell=True,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        check=False,
+    )
+    assert full.returncode == 1
+    assert_one_line_error(full)
+    assert "No space left" in full.stderr
+
+
 def test_import_with_bad_lines_names_them_and_imports_nothing(
     database: Path, tmp_path: Path
 ) -> None:
@@ -285,6 +363,7 @@ def test_import_with_bad_lines_names_them_and_imports_nothing(
         json.dumps({"tenant_id": "z", "version": 2, "dna": {}, "incarnation": 0}),
         json.dumps(["a", "list"]),
         json.dumps({"tenant_id": "bad\u202eid", "version": 1, "dna": {}}),
+        json.dumps({"tenant_id": "v", "version": 2**63, "dna": {}}),
     ]
     source = tmp_path / "bad.jsonl"
     source.write_text("\n".join(lines) + "\n", encoding="utf-8")
@@ -294,7 +373,7 @@ def test_import_with_bad_lines_names_them_and_imports_nothing(
     result = run("import", source, url=target)
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
-    for number in (2, 3, 5, 6, 8, 9, 10):
+    for number in (2, 3, 5, 6, 8, 9, 10, 11):
         assert f"bad.jsonl line {number}: " in result.stderr
     for number in (1, 4, 7):
         assert f"line {number}:" not in result.stderr
