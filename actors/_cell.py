@@ -23,6 +23,8 @@ if TYPE_CHECKING:
     from dna import SessionMetrics, TenantDNA
     from storage import Change, Outcome, Record, StorageError
 
+_NOT_SETTLED = "the store closed before this change's commit settled"
+
 
 class Versioned(NamedTuple):
     """A profile and its storage version (0: nothing stored)."""
@@ -361,6 +363,16 @@ class TenantCell(deque[Operation]):
             return
         self.scheduled = True
         context.wake(self)
+
+    def fail_unsettled(self) -> None:
+        """Answer applied changes no commit will settle (the actors have
+        stopped, storage refusing): ``StoreClosed``, stored or not."""
+        for operations in (self.pending, self.in_flight or ()):
+            for operation in list(operations):
+                if not operation.future.done:
+                    operation.future.set_exception(
+                        (StoreClosed, StoreClosed(_NOT_SETTLED), None)
+                    )
 
     def fail_pending(self) -> None:
         """Answer every operation left in the mailbox with ``StoreClosed``."""

@@ -9,7 +9,7 @@ import os
 import queue
 import time
 import weakref
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import Any, Final
 
@@ -69,6 +69,12 @@ DEFAULT_MAX_QUEUED: Final = 100_000
 """Changes in flight in a store at most; a caller past it waits for room."""
 
 DURABILITIES: Final = ("commit", "buffered")
+
+STOP_GRACE: Final = 2.0
+"""Seconds each step of stopping gets once ``exit_timeout`` has run out."""
+
+RETRY_PAUSE: Final = 0.1
+"""Seconds between attempts to commit at close while storage refuses."""
 
 
 class TenantDNAStore:
@@ -443,6 +449,9 @@ class TenantDNAStore:
             context.places.get()
         else:
             context.places.get_nowait()
+        if self._closed:  # woken by close(), which gives every place back
+            context.release()
+            raise StoreClosed("the store is closed")
         operation.counted = True
         if cell is None:
             cell = context.new_cell(_plain(tenant_id))
@@ -491,9 +500,12 @@ def _shut_down(
 ) -> None:
     """Commit what was submitted, stop every actor; never raises.
 
-    At interpreter exit this runs for a store that was never closed: if the
-    work cannot be done within ``timeout`` seconds, one error names how many
-    changes were not committed.
+    Commits are tried again while storage refuses them, for ``timeout``
+    seconds at most; whatever they did, every actor and thread of the store
+    is then stopped, storage released, and callers still waiting (for an
+    answer, or for room under ``max_queued``) are answered. At interpreter
+    exit this runs for a store that was never closed. If not everything
+    could be committed, one error names how many changes were not.
     """
     registry = context.registry
     if registry is None or not registry.is_alive():
@@ -503,37 +515,78 @@ def _shut_down(
     def left() -> float:
         return max(0.0, deadline - time.monotonic())
 
+    failure: Exception | None = None
     try:
-        # Everything submitted so far is committed before any actor stops.
-        flushes: list[pykka.Future[list[pykka.Future[None]]]]
-        flushes = registry.ask(("flush",), block=True, timeout=left())
-        for flush in flushes:
-            for cell_flush in flush.get(timeout=left()):
-                cell_flush.get(timeout=left())
+        _commit_submitted(registry, left)
+    except Exception as error:
+        failure = error
+    unsettled = sum(
+        cell.unsettled_changes() for cell in list(context.directory.values())
+    )
+
+    # Past the deadline each step still gets a moment: a store that cannot
+    # write must not leave its threads running.
+    def grace() -> float:
+        return max(left(), STOP_GRACE)
+
+    stopped = False
+    try:
         hosts: list[pykka.ActorRef[Any]]
-        hosts = registry.ask(("close",), block=True, timeout=left())
+        try:
+            hosts = registry.ask(("close",), block=True, timeout=grace())
+        except Exception as error:
+            failure = failure or error
+            hosts = [host for host in context.hosts if host is not None]
         for host in hosts:
             with contextlib.suppress(pykka.ActorDeadError):
                 host.tell("retire")  # after every wake-up already queued
-        for host in hosts:
-            host.actor_stopped.wait(left())
+        stopped = all(host.actor_stopped.wait(grace()) for host in hosts)
         for stop in stops:
             stop.put(None)
         context.closing = True
-        if context.writer is not None:
-            context.writer.stop(timeout=left())
-        registry.stop(timeout=left())
+        for actor in (context.writer, registry):
+            if actor is None:
+                continue
+            try:
+                actor.stop(timeout=grace())
+            except Exception as error:  # still at work: it stops after that
+                failure = failure or error
+                stopped = False
     except Exception as error:
-        unsettled = sum(
-            cell.unsettled_changes() for cell in list(context.directory.values())
-        )
-        context.events.error(
-            "store_not_drained",
-            changes_not_committed=unsettled,
-            seconds=timeout,
-            error=type(error).__name__,
-        )
+        failure = failure or error
+        stopped = False
     finally:
+        if failure is not None:
+            context.events.error(
+                "store_not_drained",
+                changes_not_committed=unsettled,
+                seconds=timeout,
+                error=type(failure).__name__,
+            )
         with contextlib.suppress(StorageError):
             context.storage.close()
         context.close_clones()
+        if stopped:
+            # No actor will settle them now.
+            for cell in list(context.directory.values()):
+                cell.fail_unsettled()
+        # Callers waiting for room find the store closed (see _post).
+        for _ in range(context.queued):
+            context.release()
+
+
+def _commit_submitted(registry: pykka.ActorRef[Any], left: Callable[[], float]) -> None:
+    """Flush, again while storage refuses (buffered changes are kept)."""
+    while True:
+        try:
+            flushes: list[pykka.Future[list[pykka.Future[None]]]]
+            flushes = registry.ask(("flush",), block=True, timeout=left())
+            for flush in flushes:
+                for cell_flush in flush.get(timeout=left()):
+                    cell_flush.get(timeout=left())
+        except StorageError:
+            if left() <= RETRY_PAUSE:
+                raise
+            time.sleep(RETRY_PAUSE)
+        else:
+            return

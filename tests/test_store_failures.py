@@ -23,10 +23,11 @@ from typing import Any
 import pykka
 import pytest
 
-from actors import TenantDNAStore
+from actors import StorageError, StoreClosed, TenantDNAStore
 from actors._cell import Update
 from actors._tenant import TenantActor
 from dna import InvalidSessionMetrics, TenantDNA, parse_session_metrics
+from storage import SQLiteStorage
 from tests.conftest import PROBE, learned, run_threads, sessions_applied, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -278,6 +279,50 @@ def test_an_actor_serving_several_tenants_stopped_repeatedly_loses_nothing() -> 
         # Served after the last replacement, which was counted first.
         assert sessions_applied(store.update_from_session("b", PROBE, 0.01)) == 251
         assert store.stats().actors_replaced == 5
+
+
+def test_close_while_storage_refuses_every_commit_stops_everything_and_answers(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    attach_handler: Callable[[logging.Handler], None],
+) -> None:
+    # Buffered: acknowledged changes are kept and retried, so a flush at close
+    # never succeeds. close() used to return at once, leaving every actor
+    # running against closed storage and a caller waiting for room forever.
+    events: list[str] = []
+    attach_handler(OnEvent("store_not_drained", lambda: events.append("logged")))
+    url = f"sqlite:///{tmp_path / 'down.db'}"
+    before = set(threading.enumerate())
+    store = TenantDNAStore(url, durability="buffered", max_queued=2, exit_timeout=1)
+    store.update_from_session("ok", PROBE, alpha=0.01)
+    store.flush(timeout=WAIT)
+
+    def refuse(self: SQLiteStorage, changes: Any) -> Any:
+        raise StorageError("the disk is gone")
+
+    monkeypatch.setattr(SQLiteStorage, "commit", refuse)
+    outcomes: list[str] = []
+
+    def submit() -> None:
+        for i in range(3):  # the third waits for room that never comes
+            try:
+                store.update_from_session_async(f"t{i}", PROBE, alpha=0.01)
+            except StoreClosed:
+                outcomes.append("closed")
+                return
+        outcomes.append("submitted")
+
+    submitter = threading.Thread(target=submit, daemon=True)
+    submitter.start()
+    assert wait_for(lambda: store._context.queued == 2, WAIT)
+    threads = set(threading.enumerate()) - before - {submitter}  # the store's
+    store.close()
+    submitter.join(timeout=WAIT)
+    assert outcomes == ["closed"]
+    for thread in threads:
+        thread.join(timeout=WAIT)
+    assert not [thread.name for thread in threads if thread.is_alive()]
+    assert events == ["logged"]
 
 
 def test_a_retired_cell_queued_again_is_left_to_the_caller_that_posted_to_it(
