@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import os
 import queue
@@ -19,6 +20,10 @@ from actors._store import TenantDNAStore
 from dna import TenantDNA
 
 T = TypeVar("T")
+
+ROOM_POLL = 0.05
+"""Seconds a thread waiting for room waits before looking whether its
+coroutine was cancelled."""
 
 
 class _Admission:
@@ -241,7 +246,12 @@ async def _when_room(
     """Submit once the store has room, waiting for it off the loop.
 
     One coroutine of the loop waits for room in a worker thread; the others
-    go back to the head of the line and try again once it has submitted.
+    go back to the head of the line and try again once it has submitted. If
+    that coroutine is cancelled, its thread gives up within ``ROOM_POLL`` s
+    (a thread blocked for good would hold one of the loop's few executor
+    workers, and submit a change nobody awaits once room comes); only room
+    found within that moment still takes the change, as a request already
+    sent would be.
     """
     while admission.waiting_for_room:
         await admission.back_in_line()
@@ -250,7 +260,20 @@ async def _when_room(
         except queue.Empty:
             pass
     admission.waiting_for_room = True
+    cancelled: list[bool] = []
+
+    def when_room() -> Reply[T] | None:
+        while not cancelled:
+            with contextlib.suppress(queue.Empty):
+                return submit(block=True, timeout=ROOM_POLL)
+        return None
+
     try:
-        return await asyncio.to_thread(submit, block=True)
+        submitted = await asyncio.to_thread(when_room)
+    except asyncio.CancelledError:
+        cancelled.append(True)
+        raise
     finally:
         admission.room_found()
+    assert submitted is not None  # only a cancelled wait gives up
+    return submitted

@@ -340,7 +340,8 @@ class TenantDNAStore:
 
     # -- internals -------------------------------------------------------------
     # The _submit_* methods check their arguments, take a place for the change
-    # (waiting for one, or raising queue.Empty with block=False) and post it.
+    # (waiting for one, at most ``timeout`` seconds if given, or raising
+    # queue.Empty with block=False or once that is past) and post it.
 
     def _submit_update(
         self,
@@ -349,6 +350,7 @@ class TenantDNAStore:
         alpha: float,
         *,
         block: bool = True,
+        timeout: float | None = None,
         raise_invalid: bool = False,
     ) -> Reply[TenantDNA]:
         cell = self._cell(tenant_id)
@@ -365,7 +367,7 @@ class TenantDNAStore:
             future: Reply[TenantDNA] = Reply()
             future.set_exception()
             return future
-        return self._post(tenant_id, cell, update, block=block)
+        return self._post(tenant_id, cell, update, block, timeout)
 
     def _submit_save(
         self,
@@ -374,6 +376,7 @@ class TenantDNAStore:
         expected_version: int | None,
         *,
         block: bool = True,
+        timeout: float | None = None,
     ) -> Reply[None]:
         cell = self._cell(tenant_id)
         profile = check_profile(dna)
@@ -384,11 +387,15 @@ class TenantDNAStore:
         ):
             msg = f"expected_version: expected an int >= 0, got {expected_version!r}"
             raise ValueError(msg)
-        return self._post(tenant_id, cell, Save(profile, expected_version), block=block)
+        return self._post(
+            tenant_id, cell, Save(profile, expected_version), block, timeout
+        )
 
-    def _submit_delete(self, tenant_id: str, *, block: bool = True) -> Reply[None]:
+    def _submit_delete(
+        self, tenant_id: str, *, block: bool = True, timeout: float | None = None
+    ) -> Reply[None]:
         cell = self._cell(tenant_id)
-        return self._post(tenant_id, cell, Delete(), block=block)
+        return self._post(tenant_id, cell, Delete(), block, timeout)
 
     def _peek(self, tenant_id: str) -> Versioned | None:
         """The tenant's profile if it can be read without storage, else ``None``.
@@ -440,15 +447,13 @@ class TenantDNAStore:
         tenant_id: str,
         cell: TenantCell | None,
         operation: Operation,
-        *,
         block: bool = True,
+        timeout: float | None = None,
     ) -> Reply[Any]:
-        """Submit a change; with ``block=False``, raise ``queue.Empty`` if no room."""
+        """Submit a change; ``queue.Empty`` if no room (``block=False``), or
+        none came within ``timeout`` s."""
         context = self._context
-        if block:
-            context.places.get()
-        else:
-            context.places.get_nowait()
+        context.places.get(block, timeout)
         if self._closed:  # woken by close(), which gives every place back
             context.release()
             raise StoreClosed("the store is closed")

@@ -33,6 +33,7 @@ from actors import (
     TenantDNAStore,
     VersionConflict,
 )
+from actors._async import ROOM_POLL
 from actors._future import TURN
 from dna import InvalidSessionMetrics, TenantDNA
 from tests.conftest import PROBE, SEED_SESSION, learned, sessions_applied
@@ -561,6 +562,50 @@ def test_a_coroutine_past_max_queued_awaits_without_blocking_the_loop(
     results, ticks = run(main())
     assert sorted(sessions_applied(r) for r in results) == list(range(1, 7))
     assert ticks >= TICKS
+    assert not gate.timed_out
+
+
+def test_a_coroutine_cancelled_while_waiting_for_room_submits_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Each wait for room runs in one of the loop's executor threads; a
+    # cancelled one used to stay blocked there for good (40 cancelled waits
+    # took every worker, and stats() could not start) and submitted its change
+    # once room came.
+    gate = Gate(monkeypatch)
+
+    async def main() -> tuple[int, int, int]:
+        async with AsyncTenantDNAStore(max_queued=1) as store:
+            try:
+                held = asyncio.ensure_future(
+                    store.update_from_session("held", PROBE, alpha=0.01)
+                )
+                await asyncio.sleep(0)
+                assert gate.entered.wait(WAIT)
+                cancelled = 0
+                for _ in range(40):
+                    try:
+                        await asyncio.wait_for(
+                            store.update_from_session("gone", PROBE, alpha=0.01),
+                            0.01,
+                        )
+                    except TimeoutError:
+                        cancelled += 1
+                # An executor worker is free for what needs one.
+                await asyncio.wait_for(store.stats(), WAIT)
+                # Their threads give up within ROOM_POLL of the cancellation.
+                await asyncio.sleep(4 * ROOM_POLL)
+            finally:
+                gate.release()
+            await held
+            await store.flush()
+            gone = sessions_applied(await store.get("gone"))
+            return cancelled, gone, (await store.stats()).changes_queued
+
+    cancelled, gone, queued = run(main())
+    assert cancelled == 40
+    assert gone == 0
+    assert queued == 0
     assert not gate.timed_out
 
 
