@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import queue
 import sys
 import weakref
 from collections import deque
-from collections.abc import Generator
+from collections.abc import Callable, Generator, Iterable
 from typing import Any, Generic, TypeVar
 
 import pykka
 from pykka._future import _Unset
 
 T = TypeVar("T")
+M = TypeVar("M")
+J = TypeVar("J")
+R = TypeVar("R")
 
 _PENDING: Any = object()
 _SIGNAL = "_signal"  # in the instance dict, made by the first waiter
@@ -118,7 +122,39 @@ class Reply(pykka.Future[T], Generic[T]):
             for index in range(0, len(awaiting) - 1, 2):
                 awaiting[index].put(awaiting[index + 1])
 
+    # pykka's map, filter, join and reduce make ``self.__class__()``, which a
+    # change (a Reply whose class takes arguments) cannot be made as.
+
+    def map(self, func: Callable[[T], M]) -> pykka.Future[M]:
+        return _derived(lambda timeout: func(self.get(timeout=timeout)))
+
+    def filter(
+        self: pykka.Future[Iterable[J]], func: Callable[[J], bool]
+    ) -> pykka.Future[Iterable[J]]:
+        return _derived(
+            lambda timeout: [x for x in self.get(timeout=timeout) if func(x)]
+        )
+
+    def join(
+        self: pykka.Future[Any], *futures: pykka.Future[Any]
+    ) -> pykka.Future[Iterable[Any]]:
+        return _derived(
+            lambda timeout: [f.get(timeout=timeout) for f in (self, *futures)]
+        )
+
+    def reduce(
+        self: pykka.Future[Iterable[J]], func: Callable[[R, J], R], *args: R
+    ) -> pykka.Future[R]:
+        return _derived(
+            lambda timeout: functools.reduce(func, self.get(timeout=timeout), *args)
+        )
+
     def __await__(self) -> Generator[Any, None, T]:
+        if self._get_hook is not None:
+            # Derived (map, filter, join, reduce): get() waits for the futures
+            # it derives from, in a worker thread, not on the loop.
+            derived: T = yield from asyncio.to_thread(self.get).__await__()
+            return derived
         if self._value is _PENDING:
             loop = asyncio.get_running_loop()
             waiter: asyncio.Future[None] = loop.create_future()
@@ -133,6 +169,13 @@ class Reply(pykka.Future[T], Generic[T]):
                 inbox.put(waiter)
             yield from waiter.__await__()
         return self.get(timeout=0)
+
+
+def _derived(hook: Callable[[float | None], Any]) -> Reply[Any]:
+    """A reply whose value ``hook(timeout)`` computes when asked."""
+    future: Reply[Any] = Reply()
+    future.set_get_hook(hook)
+    return future
 
 
 class _LoopInbox:

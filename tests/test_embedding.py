@@ -273,6 +273,28 @@ async def ticks_while_waiting(
     return await task, waiting_ticks
 
 
+def test_a_change_future_maps_joins_filters_and_reduces_as_pykka_futures_do() -> None:
+    # pykka's map, filter, join and reduce make a future of the same class:
+    # for a change's future that failed (TypeError), and a derived Reply
+    # awaited in a coroutine never resolved.
+    with TenantDNAStore() as store:
+        first = store.update_from_session_async("a", PROBE, alpha=0.01)
+        second = store.update_from_session_async("b", PROBE, alpha=0.01)
+        assert first.map(sessions_applied).get(timeout=WAIT) == 1
+        both = first.join(second).map(lambda dnas: [sessions_applied(d) for d in dnas])
+        assert both.get(timeout=WAIT) == [1, 1]
+        counts = both.filter(lambda n: n > 0).reduce(lambda a, n: a + n, 0)
+        assert counts.get(timeout=WAIT) == 2
+
+        async def awaited() -> list[int]:
+            third = store.update_from_session_async("a", PROBE, alpha=0.01)
+            mapped = await third.map(sessions_applied)
+            joined = await first.join(third)
+            return [mapped, *(sessions_applied(d) for d in joined)]
+
+        assert run(awaited()) == [2, 1, 2]
+
+
 @pytest.mark.parametrize("blocker", ["held-actor", "sqlite-lock"])
 @pytest.mark.parametrize("api", ["AsyncTenantDNAStore", "awaited-future"])
 def test_the_loop_keeps_running_while_an_awaited_change_cannot_complete(
