@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import queue
 import sys
@@ -121,6 +120,9 @@ class Reply(pykka.Future[T], Generic[T]):
             # Pairs of (inbox, waiter), flat: no closure, no tuple per await.
             for index in range(0, len(awaiting) - 1, 2):
                 awaiting[index].put(awaiting[index + 1])
+            # Let go of the waiters (and their loops): one added meanwhile
+            # saw the value and put itself (see __await__).
+            self._awaiting = None
 
     # pykka's map, filter, join and reduce make ``self.__class__()``, which a
     # change (a Reply whose class takes arguments) cannot be made as.
@@ -203,11 +205,15 @@ class _LoopInbox:
             return
         self._scheduled = True
         loop = self._loop()
-        if loop is None:
-            return  # gone: nobody waits any more
-        # A closed loop raises RuntimeError: nobody waits any more either.
-        with contextlib.suppress(RuntimeError):
+        try:
+            if loop is None:
+                raise RuntimeError("the loop is gone")
             loop.call_soon_threadsafe(self._run)
+        except RuntimeError:  # gone, or closed: nobody waits any more
+            # Not kept: each waiter holds its loop, which this inbox's entry
+            # in _inboxes would then never let go of.
+            self._waiters.clear()
+            self._scheduled = False
 
     def _run(self) -> None:
         self._scheduled = False

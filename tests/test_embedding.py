@@ -444,6 +444,35 @@ def test_coroutines_woken_together_submit_a_turn_at_a_time(
     )
 
 
+def test_a_loop_that_ended_with_an_answer_pending_is_not_kept_alive(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The answer comes once the loop is closed: it used to stay queued for
+    # that loop, holding it (and its inbox's entry) for good.
+    gate = Gate(monkeypatch)
+    loops: list[weakref.ref[asyncio.AbstractEventLoop]] = []
+    with TenantDNAStore() as store:
+
+        async def leave_one_waiting(tenant: str) -> None:
+            loops.append(weakref.ref(asyncio.get_running_loop()))
+            pending = store.update_from_session_async(tenant, PROBE, alpha=0.01)
+
+            async def wait() -> None:
+                await pending
+
+            waiting = asyncio.ensure_future(wait())
+            await asyncio.sleep(0)
+            assert not waiting.done()  # cancelled when run() closes the loop
+
+        for i in range(5):
+            run(leave_one_waiting(f"t{i}"))
+        gate.release()
+        store.flush(timeout=WAIT)
+    gc.collect()
+    assert [ref() for ref in loops] == [None] * 5
+    assert not gate.timed_out
+
+
 def test_a_store_keeps_no_event_loop_alive_once_it_has_run() -> None:
     loops: list[weakref.ref[asyncio.AbstractEventLoop]] = []
     with TenantDNAStore() as threaded:
