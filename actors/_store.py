@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import itertools
 import math
 import os
 import queue
+import threading
 import time
 import weakref
 from collections.abc import Callable, Mapping
@@ -159,9 +161,7 @@ class TenantDNAStore:
         self._closed_signal: Reply[None] = Reply()
         # Commits and stops the actors if the store is dropped or the program
         # exits without close().
-        self._finalizer = weakref.finalize(
-            self, _shut_down, context, stops, exit_timeout
-        )
+        self._finalizer = weakref.finalize(self, _dropped, context, stops, exit_timeout)
 
     # -- reads ---------------------------------------------------------------
 
@@ -312,7 +312,10 @@ class TenantDNAStore:
             return
         self._closed = True
         try:
-            self._finalizer()
+            # Shut down here, and no more at exit (see _dropped).
+            finalizer = self._finalizer.detach()
+            if finalizer is not None:
+                _shut_down(*finalizer[2])
             # A call that passed the closed check before it was set may still
             # post; closed cells answer it with StoreClosed instead of leaving
             # it waiting.
@@ -498,6 +501,26 @@ def _check_seconds(name: str, value: Any) -> None:
     ):
         msg = f"{name}: expected a number of seconds > 0, got {value!r}"
         raise ValueError(msg)
+
+
+def _dropped(
+    context: Context, stops: list[queue.SimpleQueue[None]], timeout: float
+) -> None:
+    """A store dropped unclosed, or still open at exit: shut it down.
+
+    Dropped in a coroutine, it is shut down in a thread of its own (not a
+    daemon: the program waits for it at exit), not on the event loop.
+    """
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        _shut_down(context, stops, timeout)
+    else:
+        threading.Thread(
+            target=_shut_down,
+            args=(context, stops, timeout),
+            name="tenant-dna-shutdown",
+        ).start()
 
 
 def _shut_down(

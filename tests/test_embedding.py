@@ -473,6 +473,36 @@ def test_a_loop_that_ended_with_an_answer_pending_is_not_kept_alive(
     assert not gate.timed_out
 
 
+def test_a_store_dropped_in_a_coroutine_shuts_down_off_the_loop(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Dropped unclosed, a store commits what it was given and stops: that
+    # used to run in the thread that dropped it, here the loop's, blocked
+    # until the held change was applied (up to exit_timeout).
+    gate = Gate(monkeypatch)
+
+    async def main() -> tuple[bool, int]:
+        store = AsyncTenantDNAStore(max_active=1)
+        pending = store.store.update_from_session_async("acme", PROBE, alpha=0.01)
+        assert gate.entered.wait(WAIT)
+        del store
+        gc.collect()
+        await asyncio.sleep(0)  # the loop runs on while the change is held
+        held = not pending.done
+        gate.release()
+        applied = sessions_applied(await pending)
+        return held, applied
+
+    held, applied = run(main())
+    assert held
+    assert applied == 1
+    shutdowns = [t for t in threading.enumerate() if t.name == "tenant-dna-shutdown"]
+    for thread in shutdowns:
+        thread.join(timeout=WAIT)
+    assert not [t for t in shutdowns if t.is_alive()]
+    assert not gate.timed_out
+
+
 def test_a_store_keeps_no_event_loop_alive_once_it_has_run() -> None:
     loops: list[weakref.ref[asyncio.AbstractEventLoop]] = []
     with TenantDNAStore() as threaded:
