@@ -8,8 +8,8 @@ from typing import Any
 
 from ops._errors import BadUsage, CommandFailed
 from ops._output import emit_json, emit_table, say, when
-from ops._target import opened
-from storage import Record, SQLiteStorage, Storage
+from ops._target import opened, resolve, sqlite_path
+from storage import Record, SQLiteStorage, Storage, StorageError
 
 
 def tenant_argument(text: str) -> str:
@@ -121,9 +121,17 @@ def show(args: argparse.Namespace) -> int:
 
 def check(args: argparse.Namespace) -> int:
     """The storage's integrity check; exit 1 when it finds problems."""
-    with opened(args.url) as storage:
-        problems = storage.check()
-        name = storage.name
+    try:
+        with opened(args.url) as storage:
+            problems = storage.check()
+            name: str | None = storage.name
+    except StorageError as error:
+        if not args.json:
+            raise
+        # Damaged past opening (its header, its schema): still an answer.
+        path = sqlite_path(resolve(args.url))
+        problems = [str(error)]
+        name = None if path is None else os.path.abspath(path)
     if args.json:
         emit_json({"storage": name, "ok": not problems, "problems": problems})
     else:

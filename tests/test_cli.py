@@ -529,6 +529,22 @@ def test_check_reports_a_damaged_file(tmp_path: Path) -> None:
     assert "problem(s) found" in result.stderr
 
 
+def test_check_json_answers_for_a_file_damaged_past_opening(tmp_path: Path) -> None:
+    path = tmp_path / "profiles.db"
+    fill(path, {"acme": profile(1)})
+    data = bytearray(path.read_bytes())
+    data[100:3100] = b"\xa5" * 3000  # the first page: header and schema
+    path.write_bytes(bytes(data))
+    result = run("--json", "check", url=path)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    report = json.loads(result.stdout)
+    assert report["ok"] is False
+    assert report["storage"] == str(path)
+    assert len(report["problems"]) == 1
+    assert str(path) in report["problems"][0]
+
+
 def _text_file(path: Path) -> None:
     path.write_text("these are my notes, not a database\n")
 
