@@ -104,7 +104,7 @@ def _tools(value: Any) -> tuple[Mapping[str, int], int]:
         except _rules.Rejected as error:
             raise _reject("tools_used", tool, f"tool names to be {error}") from None
         try:
-            counts[tool_name] = _rules.bounded_int(count, 0, _rules.MAX_TOKENS)
+            counts[tool_name] = _rules.count(count)
         except _rules.Rejected as error:
             raise _reject(
                 "tools_used", count, f"the count of {tool_name!r} to be {error}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -102,6 +103,9 @@ class TenantDNA:
         self._apply(session, check_alpha(alpha))
 
     def _apply(self, session: SessionMetrics, rate: float) -> None:
+        # Everything that can fail comes first (the clock included): a
+        # failure leaves the profile as it was.
+        stamp = _checked_time(now())
         keep = 1.0 - rate
         if session.task_complexity is not None:
             self.avg_task_complexity = ema(
@@ -122,12 +126,16 @@ class TenantDNA:
                 rate,
             )
         if session.hour_utc is not None:
-            _move_to_end(self.peak_hours, session.hour_utc, _rules.MAX_PEAK_HOURS)
+            self.peak_hours = _move_to_end(
+                self.peak_hours, session.hour_utc, _rules.MAX_PEAK_HOURS
+            )
         if session.risk_score is not None:
             self.risk_profile = ema(self.risk_profile, session.risk_score, keep, rate)
         if session.intent is not None:
-            _move_to_end(self.common_intents, session.intent, _rules.MAX_INTENTS)
-        self.last_updated = now()
+            self.common_intents = _move_to_end(
+                self.common_intents, session.intent, _rules.MAX_INTENTS
+            )
+        self.last_updated = stamp
 
     def copy(self) -> TenantDNA:
         """Return an equal profile that shares no container with this one."""
@@ -213,12 +221,31 @@ def _learn_tools(
     return learned
 
 
-def _move_to_end(items: list[Any], item: Any, limit: int) -> None:
+def _move_to_end(items: list[Any], item: Any, limit: int) -> list[Any]:
+    """``items`` with ``item`` last and the last ``limit`` kept, in place.
+
+    In place, as a profile owns its lists (``copy`` and ``from_dict`` make
+    new ones); a tuple given to the constructor is made a list first.
+    """
+    if type(items) is not list:
+        items = list(items)
     if item in items:
         items.remove(item)
     items.append(item)
     if len(items) > limit:
         del items[:-limit]
+    return items
+
+
+def _checked_time(value: Any) -> float:
+    """The clock's reading; ``ValueError`` if it is not a finite real number."""
+    if type(value) is float and math.isfinite(value):
+        return value  # time.time(): the usual clock, checked in two steps
+    try:
+        return _rules.finite_real(value)
+    except _rules.Rejected:
+        msg = f"clock: expected a finite real number, got {_rules.describe(value)}"
+        raise ValueError(msg) from None
 
 
 def _unreadable(key: str, error: Exception) -> InvalidDNA:

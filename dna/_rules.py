@@ -176,20 +176,32 @@ def finite_real(value: Any) -> float:
     return number
 
 
+def _integral(value: Any, expected: str) -> int:
+    if type(value) is int:
+        number: int = value
+        return number
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        try:
+            return int(value)
+        except Exception as error:  # a hostile __int__
+            raise Rejected(expected) from error
+    raise Rejected(expected)
+
+
 def bounded_int(value: Any, low: int, high: int) -> int:
     """An integer (``numbers.Integral``, not ``bool``) in ``[low, high]``."""
-    kind = type(value)
-    if kind is int:
-        number: int = value
-    elif isinstance(value, numbers.Integral) and not isinstance(value, bool):
-        try:
-            number = int(value)
-        except Exception as error:  # a hostile __int__
-            raise Rejected(f"an int in [{low}, {high}]") from error
-    else:
-        raise Rejected(f"an int in [{low}, {high}]")
+    expected = f"an int in [{low}, {high}]"
+    number = _integral(value, expected)
     if not low <= number <= high:
-        raise Rejected(f"an int in [{low}, {high}]")
+        raise Rejected(expected)
+    return number
+
+
+def count(value: Any) -> int:
+    """An integer (``numbers.Integral``, not ``bool``) ``>= 0``, however large."""
+    number = _integral(value, "an int >= 0")
+    if number < 0:
+        raise Rejected("an int >= 0")
     return number
 
 
@@ -215,6 +227,8 @@ def tier(value: Any) -> str:
 def alpha(value: Any) -> float:
     """A real number (not ``bool``), finite, clamped to ``[0.01, 1.0]``."""
     expected = "a real number, finite (clamped to [0.01, 1.0])"
+    if type(value) is int:  # finite however large: clamped before a float
+        value = min(1, max(0, value))
     number = _float(value, expected)
     if not math.isfinite(number):
         raise Rejected(expected)

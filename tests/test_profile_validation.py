@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from fractions import Fraction
 from types import MappingProxyType
 from typing import Any, NamedTuple
@@ -17,6 +18,7 @@ from dna import (
     TenantDNA,
     check_profile,
     parse_session_metrics,
+    set_clock,
 )
 from tests.conftest import learned
 from tests.strategies import (
@@ -400,3 +402,46 @@ def test_a_number_whose_conversion_raises_is_refused_with_the_error_chained() ->
         dna.update_from_session({"risk_score": 0.5}, _BrokenReal(0.5))
     assert isinstance(caught.value.__cause__, ArithmeticError)
     assert dna.to_dict() == before
+
+
+# -- what the rules allow, and a failure that is not the session's --------------
+
+
+def test_a_tool_count_has_no_upper_bound() -> None:
+    # SPEC 1.1: counts are ints >= 0 (only tokens_used is capped at 10**12).
+    dna = TenantDNA()
+    dna.update_from_session({"tools_used": {"a": 3 * 10**30, "b": 10**30}}, 1.0)
+    assert dna.tool_usage_frequency == {"a": 0.75, "b": 0.25}
+
+
+@pytest.mark.parametrize(
+    ("alpha", "rate"), [(10**400, 1.0), (-(10**400), 0.01)], ids=["huge", "-huge"]
+)
+def test_an_int_alpha_however_large_is_clamped(alpha: int, rate: float) -> None:
+    dna = TenantDNA()
+    dna.update_from_session({"task_complexity": 1.0}, alpha)
+    assert dna.avg_task_complexity == pytest.approx(0.5 + 0.5 * rate)
+
+
+def test_a_clock_that_fails_changes_nothing() -> None:
+    dna = _seeded()
+    before = dna.to_dict()
+    session = {"task_complexity": 1.0, "hour_utc": 3, "intent": "new"}
+    for clock, error in (
+        (lambda: 1 / 0, ZeroDivisionError),
+        (lambda: math.nan, ValueError),
+    ):
+        previous = set_clock(clock)
+        try:
+            with pytest.raises(error):
+                dna.update_from_session(session)
+        finally:
+            set_clock(previous)
+        assert dna.to_dict() == before
+
+
+def test_a_profile_built_with_tuples_learns_into_lists() -> None:
+    dna = TenantDNA(peak_hours=(9, 10), common_intents=("a", "b"))  # type: ignore[arg-type]
+    dna.update_from_session({"hour_utc": 9, "intent": "c"})
+    assert (dna.peak_hours, dna.common_intents) == ([10, 9], ["a", "b", "c"])
+    assert TenantDNA.from_dict(dna.to_dict()) == dna
