@@ -461,7 +461,10 @@ class SQLiteStorage(Storage):
         scrubbed: set[str] = set()
         with self._transaction(f"the commit of {len(changes)} change(s)") as db:
             outcomes = self._apply(db, changes, tables, bodies, scrubbed)
-        if scrubbed or self._scrub_pending:
+        # An erasure of a tenant already gone empties the WAL too: the one
+        # that removed it may have been stopped (killed, or ScrubIncomplete
+        # in another process) before its old pages left the WAL.
+        if scrubbed or self._scrub_pending or None in bodies:
             self._scrub_pending = True
             self._checkpoint(outcomes)
         return outcomes

@@ -775,6 +775,40 @@ def test_erasure_leaves_no_stale_copy_that_page_balancing_made(
         opened.close()
 
 
+def test_erasing_again_elsewhere_empties_what_an_unfinished_scrub_left(
+    tmp_path: Path,
+) -> None:
+    # The connection whose erasure found the WAL busy goes away before it
+    # could retry (a process killed, or one that gave up with
+    # ScrubIncomplete): a delete of the tenant elsewhere, which finds it gone
+    # already, must still empty the WAL before it returns.
+    path = tmp_path / "profiles.db"
+    secret = "tenant-erased-twice-kq3"
+    first = SQLiteStorage(path, busy_timeout=0.2)
+    create(first, secret, profile(common_intents=[f"intent-of-{secret}"]))
+    create(first, "other")
+    second = SQLiteStorage(path)  # open throughout: the WAL stays
+    try:
+        reader = sqlite3.connect(path, isolation_level=None)
+        reader.execute("BEGIN")
+        reader.execute("SELECT count(*) FROM sqlite_master").fetchall()
+        with pytest.raises(ScrubIncomplete):
+            first.commit([Change(secret, None, 0, 0, force=True)])
+        first.close()  # its last try, still busy
+        reader.execute("COMMIT")
+        reader.close()
+        left = b"".join(_files(tmp_path).values())
+        assert f"intent-of-{secret}".encode() in left  # what the test is about
+        assert second.commit([Change(secret, None, 0, 0, force=True)]) == [
+            Committed(0, 0)
+        ]
+        everything = b"".join(_files(tmp_path).values())
+        assert secret.encode() not in everything
+        assert f"intent-of-{secret}".encode() not in everything
+    finally:
+        second.close()
+
+
 def test_a_busy_checkpoint_after_an_erasure_is_reported_and_retried(
     tmp_path: Path,
 ) -> None:
