@@ -534,8 +534,9 @@ class TenantActor(pykka.ThreadingActor):
             current = outcome.current
             # Erased elsewhere (and not created again): what this batch and
             # those after it computed from the erased life is never written,
-            # up to the first change that overwrites whatever is stored. A
-            # tenant created again is a new life: the changes apply to it.
+            # up to the first change that overwrites whatever is stored, and
+            # its callers are told so. A tenant created again is a new life:
+            # the changes apply to it.
             erased = change.base_incarnation != 0 and current is None
             self._log.debug(
                 "version_conflict", tenant_id=cell.tenant_id, erased_elsewhere=erased
@@ -543,7 +544,6 @@ class TenantActor(pykka.ThreadingActor):
             cell.base = current
             cell.stale = FRESH
             if erased:
-                working = cell.working
                 following = list(cell.pending)
                 cut = next(
                     (i for i, op in enumerate(following) if _overwrites(op)),
@@ -552,10 +552,18 @@ class TenantActor(pykka.ThreadingActor):
                 cell.pending = (
                     following[cut:] if cut < len(following) else NO_OPERATIONS
                 )
-                self._answer(batch, change.dna)
-                self._answer(
-                    following[:cut], change.dna if working is STALE else working
+                # Not written, so not acknowledged (buffered: they were).
+                refused = StorageError(
+                    f"tenant {cell.tenant_id!r} was erased by another process "
+                    "before this change was committed: it was not written"
                 )
+                for operations in (batch, following[:cut]):
+                    self._answer(
+                        [op for op in operations if isinstance(op, CHANGES)], refused
+                    )
+                    self._answer(
+                        [op for op in operations if not isinstance(op, CHANGES)], None
+                    )
                 self._reapply(cell, [])
             else:
                 self._reapply(cell, batch)
@@ -569,12 +577,17 @@ class TenantActor(pykka.ThreadingActor):
             self._log.error(
                 "commit_failed", tenant_id=cell.tenant_id, error=str(outcome)
             )
+            # Announcements that came while the commit was under way were let
+            # go (its commit would have checked): storage is read before the
+            # tenant is trusted again.
+            cell.stale = UNKNOWN
             if self._context.buffered:
                 # Acknowledged already: kept, and committed with the next batch.
                 waiting = [op for op in batch if op.future.done]
                 self._answer([op for op in batch if not op.future.done], outcome)
                 self._reapply(cell, waiting)
             else:
+                cell.published = None
                 self._answer(batch, outcome)
                 self._reapply(cell, [])
         self._submit(cell)

@@ -36,7 +36,7 @@ from actors import (
     VersionConflict,
     Versioned,
 )
-from actors._cell import NEWER, UNKNOWN, Flush
+from actors._cell import NEWER, UNKNOWN, Flush, Refresh
 from dna import TenantDNA
 from storage import Change, SQLiteStorage
 from tests.conftest import PROBE, SEED_SESSION, learned, sessions_applied, wait_for
@@ -584,6 +584,45 @@ def test_a_buffered_update_of_a_tenant_known_stale_is_answered_on_what_is_stored
     assert (record.version, record.dna.common_intents) == (3, answer.common_intents)
 
 
+def test_a_failed_commit_does_not_hide_what_another_store_wrote_meanwhile(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # While a commit is under way the tenant lets announcements go: the
+    # commit checks the stored version itself. A commit that fails checks
+    # nothing, and the other store's change was hidden for good.
+    path = tmp_path / "profiles.db"
+    with TenantDNAStore(path, staleness=120) as ours:
+        ours.update_from_session("t", {"intent": "ours"})
+        with TenantDNAStore(path) as theirs:
+            theirs.update_from_session("t", {"intent": "theirs"})
+        other = SQLiteStorage(path)
+        try:
+            record = other.load("t")
+        finally:
+            other.close()
+        assert record is not None
+        assert record.version == 2
+        release = threading.Event()
+
+        def held_then_refused(storage: SQLiteStorage, changes: Any) -> Any:
+            release.wait(VISIBLE_WITHIN)
+            raise StorageError("refused, as a full disk would")
+
+        monkeypatch.setattr(SQLiteStorage, "commit", held_then_refused)
+        cell = ours._directory["t"]
+        future = ours.update_from_session_async("t", {"intent": "lost"})
+        assert wait_for(lambda: cell.in_flight is not None, VISIBLE_WITHIN)
+        # The other store's commit announced now, as a poll would.
+        cell.post(Refresh(record.version, record.incarnation), ours._context)
+        assert wait_for(lambda: not cell.mailbox and not cell.draining, VISIBLE_WITHIN)
+        release.set()
+        with pytest.raises(StorageError, match="refused"):
+            future.get(timeout=VISIBLE_WITHIN)
+        assert wait_for(lambda: cell.in_flight is None, VISIBLE_WITHIN)
+        got = ours.get_versioned("t")
+        assert (got.version, got.dna.common_intents) == (2, ["ours", "theirs"])
+
+
 def test_a_compare_and_set_on_a_tenant_another_store_changed_is_judged_on_storage(
     tmp_path: Path,
 ) -> None:
@@ -729,6 +768,27 @@ def test_an_update_computed_from_an_erased_incarnation_is_not_acknowledged_unwri
     if not refused:
         # Acknowledged in "commit" mode: it is what storage holds.
         assert stored == Versioned(answer, 4)
+
+
+def test_an_update_of_a_tenant_just_erased_elsewhere_is_refused_not_acknowledged(
+    tmp_path: Path,
+) -> None:
+    # Ours has not heard of the erasure yet: its update, computed from the
+    # erased life, is never written, and was answered as if it had been.
+    path = tmp_path / "profiles.db"
+    with (
+        TenantDNAStore(path, staleness=120) as ours,
+        TenantDNAStore(path, staleness=120) as theirs,
+    ):
+        ours.update_from_session("t", {"intent": "erased-q7zx"})
+        theirs.delete("t")
+        with pytest.raises(StorageError, match="erased by another process"):
+            ours.update_from_session("t", {"intent": "after"})
+        assert _stored(path, "t").version == 0
+        # Told, the caller may try again: a new life, nothing of the old one.
+        again = ours.update_from_session("t", {"intent": "after"})
+        assert again.common_intents == ["after"]
+    assert _stored(path, "t") == Versioned(again, 1)
 
 
 def test_a_compare_and_set_from_an_erased_incarnation_raises_version_conflict(
