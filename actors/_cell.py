@@ -12,6 +12,7 @@ after an actor was lost. Every field has one writer, so no lock is needed.
 
 from __future__ import annotations
 
+import time
 from collections import deque
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
@@ -350,9 +351,13 @@ class TenantCell(deque[Operation]):
             try:
                 self.remove(operation)
             except ValueError:
-                pass  # the actor kept the cell and took it: it is applied
-            else:
-                context.cell(self.tenant_id).post(operation, context)
+                return  # the actor kept the cell and took it: it is applied
+            live = context.cell(self.tenant_id)
+            while live is self and self.retired:
+                # The actor has marked it and not yet dropped it (or kept it).
+                time.sleep(0)
+                live = context.cell(self.tenant_id)
+            live.post(operation, context)
             return
         if self.closed:
             # Appended after (or while) close() swept the mailbox: no actor

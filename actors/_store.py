@@ -415,7 +415,9 @@ class TenantDNAStore:
         if published is not None:
             return Versioned(published.dna.copy(), published.version)
         if cell.loaded:
-            if cell.stale == FRESH:
+            if cell.stale == FRESH and cell.in_flight is None and not cell.pending:
+                # Nothing stored (a change under way may yet store something,
+                # or fail to erase what is: until it settles, storage says).
                 return Versioned(TenantDNA(), 0)
             with contextlib.suppress(pykka.ActorDeadError):
                 cell.post(Refresh(load=True), self._context)

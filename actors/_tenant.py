@@ -83,7 +83,9 @@ class TenantActor(pykka.ThreadingActor):
         # (which their work is sure to bring) puts them back at its end.
         self._cells: OrderedDict[TenantCell, None] = OrderedDict.fromkeys(cells)
         self._busy: set[TenantCell] = set()
-        self._quota = max(1, context.max_resident // context.max_active)
+        # The slots' quotas add up to max_resident (some may hold none).
+        share, extra = divmod(context.max_resident, context.max_active)
+        self._quota = share + (slot < extra)
 
     @staticmethod
     def _create_actor_inbox() -> queue.SimpleQueue[Any]:
@@ -176,11 +178,11 @@ class TenantActor(pykka.ThreadingActor):
         elif cell in busy:
             busy.remove(cell)
             cells[cell] = None
-        else:
+        elif not cell.retired:  # (retired by its erasure's settle)
             cells[cell] = None
             if self._debug:
                 self._log.debug("tenant_activated", tenant_id=cell.tenant_id)
-        if cell.loaded and cell.base is None and not cell.pending:
+        if cell.loaded and cell.base is None and not cell.pending and not cell.retired:
             # Erased (or never stored): nothing of it stays in memory.
             self._retire(cell)
         if len(cells) + len(busy) > self._quota:
@@ -191,18 +193,25 @@ class TenantActor(pykka.ThreadingActor):
         cells, busy = self._cells, self._busy
         quota = self._quota
         # Like a clock hand: a cell that can go is retired; one read since the
-        # last look goes to the back; a busy one (a commit in flight, a change
-        # waiting) leaves the order, still counted, until its next drain. Only
-        # those skips are bounded per drain, so a slot full of busy cells costs
-        # a few looks, each cell looked at once while it is busy, and idle
-        # cells past the quota always go.
-        skipped = 0
-        while cells and len(cells) + len(busy) > quota and skipped < EVICTION_LOOKS:
+        # last look goes to the back, its flag cleared; a busy one (a commit in
+        # flight, a change waiting) leaves the order, still counted, until its
+        # next drain. Busy cells are looked at a few per drain (a slot full of
+        # them costs little, each looked at once while it is busy), read ones
+        # one turn of the hand at most, so idle cells past the quota go by the
+        # next drain at the latest, however often they are read.
+        skipped = 0  # busy cells looked at
+        looks = len(cells)  # one turn of the hand: every read flag cleared
+        while (
+            cells
+            and len(cells) + len(busy) > quota
+            and skipped < EVICTION_LOOKS
+            and looks > 0
+        ):
+            looks -= 1
             cell, _ = cells.popitem(last=False)
             if cell.recent:
                 cell.recent = False
                 cells[cell] = None
-                skipped += 1
             elif not self._retire(cell):
                 busy.add(cell)
                 skipped += 1
@@ -222,6 +231,7 @@ class TenantActor(pykka.ThreadingActor):
         cells = self._cells
         if cell in cells:  # not when the clock took it out already
             del cells[cell]
+        self._busy.discard(cell)
         self._context.passivations.add()
         if self._debug:
             self._log.debug("tenant_passivated", tenant_id=cell.tenant_id)
@@ -515,6 +525,9 @@ class TenantActor(pykka.ThreadingActor):
             if dna is None:
                 cell.base = None
                 cell.published = None
+                if not cell.pending:
+                    # Gone from memory before its eraser hears it is done.
+                    self._retire(cell)
             else:
                 cell.base = Record(dna, outcome.version, outcome.incarnation)
                 if not self._context.buffered:
@@ -573,7 +586,8 @@ class TenantActor(pykka.ThreadingActor):
                 )
         else:
             assert isinstance(outcome, StorageError)
-            self._context.storage_errors.add()
+            if self._context.inline:  # the writer counts its own
+                self._context.storage_errors.add()
             self._log.error(
                 "commit_failed", tenant_id=cell.tenant_id, error=str(outcome)
             )

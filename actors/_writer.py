@@ -127,8 +127,10 @@ class Writer(pykka.ThreadingActor):
             self._context.changes_committed += len(batch)
             for (cell, _), outcome in zip(batch, outcomes, strict=True):
                 version = getattr(outcome, "version", None)
-                if version is not None:
+                if version:
                     self._ours[cell.tenant_id] = version
+                elif version == 0:  # erased: polls name incarnations, not ids
+                    self._ours.pop(cell.tenant_id, None)
         for (cell, _), outcome in zip(batch, outcomes, strict=True):
             cell.post(Settle(outcome, scrub), self._context)
 

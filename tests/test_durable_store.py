@@ -623,6 +623,49 @@ def test_a_failed_commit_does_not_hide_what_another_store_wrote_meanwhile(
         assert (got.version, got.dna.common_intents) == (2, ["ours", "theirs"])
 
 
+def test_an_evicted_tenant_reads_as_stored_while_its_erasure_is_not_committed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Not in memory, the tenant's erasure needs no read; until it settles,
+    # readers must get what is stored, not "nothing stored" (and then the
+    # profile back again when the erasure fails).
+    path = tmp_path / "profiles.db"
+    with TenantDNAStore(path, max_resident=1) as store:
+        store.update_from_session("a", {"intent": "kept"})
+        store.update_from_session("b", {"intent": "other"})  # evicts a
+        assert wait_for(lambda: "a" not in store._directory, VISIBLE_WITHIN)
+        release = threading.Event()
+        calls: list[int] = []
+
+        def held_then_refused(storage: SQLiteStorage, changes: Any) -> Any:
+            calls.append(len(changes))
+            release.wait(VISIBLE_WITHIN)
+            raise StorageError("refused, as a full disk would")
+
+        monkeypatch.setattr(SQLiteStorage, "commit", held_then_refused)
+        failed: list[BaseException] = []
+
+        def erase() -> None:
+            try:
+                store.delete("a")
+            except StorageError as error:
+                failed.append(error)
+
+        eraser = threading.Thread(target=erase)
+        eraser.start()
+        assert wait_for(lambda: bool(calls), VISIBLE_WITHIN)
+        during = store.get_versioned("a")
+        release.set()
+        eraser.join(timeout=VISIBLE_WITHIN)
+        assert (during.version, during.dna.common_intents) == (1, ["kept"])
+        assert len(failed) == 1
+        after = store.get_versioned("a")
+        assert (after.version, after.dna.common_intents) == (1, ["kept"])
+        # One failed transaction, one storage error (it was counted per tenant
+        # too).
+        assert store.stats().storage_errors == len(calls) == 1
+
+
 def test_a_compare_and_set_on_a_tenant_another_store_changed_is_judged_on_storage(
     tmp_path: Path,
 ) -> None:

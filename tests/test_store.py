@@ -454,3 +454,74 @@ def test_erasing_a_tenant_not_in_memory_reads_nothing_first(tmp_path: Path) -> N
         assert store.stats().activations == before
         assert store.get_versioned("tenant-0").version == 0
         assert "tenant-0" not in store.list_tenants()
+
+
+# -- memory bounds, as read and erased ----------------------------------------
+
+
+def test_max_resident_holds_however_often_the_resident_tenants_are_read() -> None:
+    # Reads mark a tenant recently used; the eviction clock passed over at
+    # most eight such tenants a drain, so reading what is resident kept
+    # every new tenant in memory (3,000 resident for max_resident=100).
+    with TenantDNAStore(max_resident=100) as store:
+        for i in range(1_000):
+            store.update_from_session(f"t{i}", PROBE, alpha=0.01)
+            for j in range(max(0, i - 150), i + 1):
+                store.get(f"t{j}")
+        store.flush()
+        assert store.stats().resident <= 100
+        # What was evicted reads back as stored.
+        assert sessions_applied(store.get("t0")) == 1
+
+
+def test_the_slots_quotas_add_up_to_max_resident() -> None:
+    with TenantDNAStore(max_resident=2, max_active=8) as store:
+        for i in range(40):
+            store.update_from_session(f"t{i}", PROBE, alpha=0.01)
+        store.flush()
+        assert store.stats().resident <= 2
+
+
+def test_an_erased_tenant_is_gone_from_memory_when_delete_returns(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The erasure was answered when it settled, and its cell dropped only at
+    # the end of the drain: the window is held open after the settle.
+    submit = TenantActor._submit
+
+    def slow_after_an_erasure(actor: TenantActor, cell: TenantCell) -> None:
+        submit(actor, cell)
+        if cell.loaded and cell.base is None:
+            threading.Event().wait(0.05)
+
+    monkeypatch.setattr(TenantActor, "_submit", slow_after_an_erasure)
+    with TenantDNAStore() as store:
+        for i in range(5):
+            store.update_from_session(f"gone-{i}", PROBE, alpha=0.01)
+            store.delete(f"gone-{i}")
+            assert f"gone-{i}" not in store._directory
+        assert store.stats().resident == 0
+
+
+def test_a_caller_meeting_a_cell_half_retired_waits_instead_of_recursing() -> None:
+    # The actor marks a cell retired, then drops it from the directory; a
+    # caller in between found the same retired cell again and again, and
+    # recursed until RecursionError (its change lost, its place kept).
+    with TenantDNAStore() as store:
+        store.update_from_session("t", PROBE, alpha=0.01)
+        context = store._context
+        cell = store._directory["t"]
+        cell.retired = True  # the actor is between its two steps
+
+        def actor_goes_on() -> None:
+            threading.Event().wait(0.02)
+            del context.directory["t"]
+
+        resumer = threading.Thread(target=actor_goes_on)
+        resumer.start()
+        try:
+            answer = store.update_from_session("t", PROBE, alpha=0.01)
+        finally:
+            resumer.join(timeout=10)
+        assert sessions_applied(answer) == 2
+        assert store.stats().changes_queued == 0
