@@ -36,7 +36,15 @@ from actors._cell import (
 from actors._context import WAKE
 from actors._future import Reply
 from dna import TenantDNA
-from storage import Change, Committed, Conflict, Record, StorageError, VersionConflict
+from storage import (
+    Change,
+    CommitOutcomeUnknown,
+    Committed,
+    Conflict,
+    Record,
+    StorageError,
+    VersionConflict,
+)
 
 if TYPE_CHECKING:
     from actors._context import Context
@@ -386,8 +394,21 @@ class TenantActor(pykka.ThreadingActor):
 
     def _refresh(self, cell: TenantCell, refresh: Refresh) -> None:
         # Another process committed a change. While ours are under way it is
-        # not needed: their commit is computed again on it, or conflicts.
-        if not cell.loaded or cell.pending or cell.in_flight is not None:
+        # not needed: their commit is computed again on it, or conflicts;
+        # unless it came after ours, which is found out when ours settles
+        # (ours, not computed again, writes the base's version + 1).
+        if not cell.loaded:
+            return
+        if cell.pending or cell.in_flight is not None:
+            base = cell.base
+            if (
+                cell.in_flight is not None
+                and not (refresh.load or refresh.erased)
+                and base is not None
+                and refresh.incarnation == base.incarnation
+                and refresh.version > base.version + 1
+            ):
+                cell.stale = NEWER
             return
         if refresh.load:
             if cell.stale != FRESH:
@@ -521,7 +542,10 @@ class TenantActor(pykka.ThreadingActor):
                     self._log.debug("profile_rebased", tenant_id=cell.tenant_id)
                 assert isinstance(change.rebase, Rebase)
                 change.rebase.settle()
-            cell.stale = FRESH
+            # Told of a newer commit meanwhile: one after ours, unless storage
+            # computed ours again on it.
+            newer = rebased is None and cell.stale == NEWER
+            cell.stale = NEWER if newer else FRESH
             if dna is None:
                 cell.base = None
                 cell.published = None
@@ -530,7 +554,9 @@ class TenantActor(pykka.ThreadingActor):
                     self._retire(cell)
             else:
                 cell.base = Record(dna, outcome.version, outcome.incarnation)
-                if not self._context.buffered:
+                if newer:
+                    cell.published = None  # readers read storage
+                elif not self._context.buffered:
                     cell.published = Versioned(dna, outcome.version)
             self._answer(batch, dna, scrub)
             self._events(cell, batch, outcome.version)
@@ -595,7 +621,14 @@ class TenantActor(pykka.ThreadingActor):
             # go (its commit would have checked): storage is read before the
             # tenant is trusted again.
             cell.stale = UNKNOWN
-            if self._context.buffered:
+            if self._context.buffered and isinstance(outcome, CommitOutcomeUnknown):
+                # Acknowledged already, and perhaps written: committed again
+                # on top of what is stored they might count twice. Let go, as
+                # a crash would; storage is read before the next change.
+                self._answer([op for op in batch if not op.future.done], outcome)
+                cell.published = None
+                self._reapply(cell, [])
+            elif self._context.buffered:
                 # Acknowledged already: kept, and committed with the next batch.
                 waiting = [op for op in batch if op.future.done]
                 self._answer([op for op in batch if not op.future.done], outcome)

@@ -22,7 +22,17 @@ class StorageError(RuntimeError):
     The message names the database (path or URL) and the cause; the original
     exception is chained. One subclass reports a commit that *was* written:
     ``storage.ScrubIncomplete`` (SQLite), raised when the erased bytes could not
-    yet be wiped from the WAL; it carries the commit's outcomes.
+    yet be wiped from the WAL; it carries the commit's outcomes. Another, a
+    commit that may or may not have been: :class:`CommitOutcomeUnknown`.
+    """
+
+
+class CommitOutcomeUnknown(StorageError):
+    """The connection was lost during ``COMMIT`` and the server could not say
+    in time whether the transaction was written: it may have been.
+
+    Changes computed again on top of what is stored must not be committed
+    again blindly: they may be there already.
     """
 
 

@@ -100,6 +100,7 @@ from storage._base import (
     Announced,
     Change,
     Changes,
+    CommitOutcomeUnknown,
     Committed,
     Conflict,
     Outcome,
@@ -856,7 +857,7 @@ class PostgresStorage(Storage):
             f"{self.connect_timeout} s whether transaction {lost.xid} was written "
             f"(last status: {status})"
         )
-        raise StorageError(msg) from lost.error
+        raise CommitOutcomeUnknown(msg) from lost.error
 
     def tenants(self) -> list[str]:
         """Every stored tenant id, sorted by code point; one read."""

@@ -38,7 +38,7 @@ from actors import (
 )
 from actors._cell import NEWER, UNKNOWN, Flush, Refresh
 from dna import TenantDNA
-from storage import Change, SQLiteStorage
+from storage import Change, CommitOutcomeUnknown, SQLiteStorage
 from tests.conftest import PROBE, SEED_SESSION, learned, sessions_applied, wait_for
 from tests.programs.durable_jobs import secrets, victim_sessions
 from tests.test_storage import _files
@@ -664,6 +664,83 @@ def test_an_evicted_tenant_reads_as_stored_while_its_erasure_is_not_committed(
         # One failed transaction, one storage error (it was counted per tenant
         # too).
         assert store.stats().storage_errors == len(calls) == 1
+
+
+def test_a_buffered_batch_whose_commit_may_have_been_written_is_not_applied_twice(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # PostgreSQL cannot always say whether a COMMIT whose reply was lost was
+    # written. Acknowledged buffered changes were kept and committed again,
+    # computed on top of the stored profile that already held them.
+    path = tmp_path / "profiles.db"
+    with TenantDNAStore(
+        path, durability="buffered", flush_interval=600, staleness=600
+    ) as store:
+        store.update_from_session("t", PROBE, alpha=0.01)
+        store.flush()
+        commit = SQLiteStorage.commit
+        lost: list[bool] = []
+
+        def written_then_lost(storage: SQLiteStorage, changes: Any) -> Any:
+            outcomes = commit(storage, changes)
+            if not lost:
+                lost.append(True)
+                raise CommitOutcomeUnknown("the connection was lost during COMMIT")
+            return outcomes
+
+        monkeypatch.setattr(SQLiteStorage, "commit", written_then_lost)
+        for _ in range(3):
+            store.update_from_session("t", PROBE, alpha=0.01)
+        store.flush()  # the first of the three, written, reported unknown
+        assert lost
+        store.update_from_session("t", PROBE, alpha=0.01)
+        store.flush()
+        assert sessions_applied(store.get("t")) == 5
+    assert sessions_applied(_stored(path, "t").dna) == 5
+
+
+def test_another_stores_commit_just_after_ours_is_not_hidden_by_ours_settling(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Theirs commits after ours and is announced before ours has settled:
+    # the notice was let go (a tenant with a commit under way ignores them)
+    # and ours then settled as the newest, hiding theirs until the next poll.
+    path = tmp_path / "profiles.db"
+    with (
+        TenantDNAStore(path, staleness=120) as ours,
+        TenantDNAStore(path, staleness=120) as theirs,
+    ):
+        ours.update_from_session("t", {"intent": "first"})
+        commit = SQLiteStorage.commit
+        committed, release = threading.Event(), threading.Event()
+
+        def held_after_the_first(storage: SQLiteStorage, changes: Any) -> Any:
+            outcomes = commit(storage, changes)
+            if not committed.is_set():
+                committed.set()  # ours is written; its settle waits
+                release.wait(VISIBLE_WITHIN)
+            return outcomes
+
+        monkeypatch.setattr(SQLiteStorage, "commit", held_after_the_first)
+        future = ours.update_from_session_async("t", {"intent": "ours"})
+        assert committed.wait(VISIBLE_WITHIN)
+        theirs.update_from_session("t", {"intent": "theirs"})
+        stored = _stored(path, "t")
+        assert stored.version == 3
+        other = SQLiteStorage(path)
+        try:
+            record = other.load("t")
+        finally:
+            other.close()
+        assert record is not None
+        cell = ours._directory["t"]
+        cell.post(Refresh(record.version, record.incarnation), ours._context)
+        assert wait_for(lambda: not cell.mailbox and not cell.draining, VISIBLE_WITHIN)
+        release.set()
+        future.get(timeout=VISIBLE_WITHIN)
+        assert wait_for(lambda: cell.in_flight is None, VISIBLE_WITHIN)
+        got = ours.get_versioned("t")
+        assert (got.version, got.dna.common_intents) == (3, stored.dna.common_intents)
 
 
 def test_a_compare_and_set_on_a_tenant_another_store_changed_is_judged_on_storage(
