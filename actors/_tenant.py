@@ -204,11 +204,11 @@ class TenantActor(pykka.ThreadingActor):
         # last look goes to the back, its flag cleared; a busy one (a commit in
         # flight, a change waiting) leaves the order, still counted, until its
         # next drain. Busy cells are looked at a few per drain (a slot full of
-        # them costs little, each looked at once while it is busy), read ones
-        # one turn of the hand at most, so idle cells past the quota go by the
-        # next drain at the latest, however often they are read.
+        # them costs little, each looked at once while it is busy), the others
+        # two turns of the hand at most (the first clears every read flag), so
+        # idle cells past the quota go however often they are read.
         skipped = 0  # busy cells looked at
-        looks = len(cells)  # one turn of the hand: every read flag cleared
+        looks = 2 * len(cells)
         while (
             cells
             and len(cells) + len(busy) > quota
