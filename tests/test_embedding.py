@@ -33,10 +33,9 @@ from actors import (
     TenantDNAStore,
     VersionConflict,
 )
-from actors._async import ROOM_POLL
 from actors._future import TURN
 from dna import InvalidSessionMetrics, TenantDNA
-from tests.conftest import PROBE, SEED_SESSION, learned, sessions_applied
+from tests.conftest import PROBE, SEED_SESSION, learned, sessions_applied, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 CHILD_ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -657,6 +656,7 @@ def test_a_coroutine_cancelled_while_waiting_for_room_submits_nothing(
 
     async def main() -> tuple[int, int, int]:
         async with AsyncTenantDNAStore(max_queued=1) as store:
+            submissions = Submissions(store.store, monkeypatch)
             try:
                 held = asyncio.ensure_future(
                     store.update_from_session("held", PROBE, alpha=0.01)
@@ -674,8 +674,11 @@ def test_a_coroutine_cancelled_while_waiting_for_room_submits_nothing(
                         cancelled += 1
                 # An executor worker is free for what needs one.
                 await asyncio.wait_for(store.stats(), WAIT)
-                # Their threads give up within ROOM_POLL of the cancellation.
-                await asyncio.sleep(4 * ROOM_POLL)
+                # Their threads give up within ROOM_POLL of the cancellation
+                # (a wait that cannot end would fail here, not hang).
+                assert await asyncio.to_thread(
+                    wait_for, lambda: submissions.waiting_for_room == 0, WAIT
+                )
             finally:
                 gate.release()
             await held
