@@ -38,7 +38,7 @@ from actors import (
 )
 from actors._cell import NEWER, UNKNOWN, Flush, Refresh
 from dna import TenantDNA
-from storage import Change, CommitOutcomeUnknown, SQLiteStorage
+from storage import Change, CommitOutcomeUnknown, Record, SQLiteStorage
 from tests.conftest import PROBE, SEED_SESSION, learned, sessions_applied, wait_for
 from tests.programs.durable_jobs import secrets, victim_sessions
 from tests.test_storage import _files
@@ -575,11 +575,7 @@ def test_a_buffered_update_of_a_tenant_known_stale_is_answered_on_what_is_stored
         got = ours.get_versioned("t")
         assert (got.version, got.dna.common_intents) == (3, answer.common_intents)
         ours.flush()
-    stored = SQLiteStorage(path)
-    try:
-        record = stored.load("t")
-    finally:
-        stored.close()
+    record = _record(path, "t")
     assert record is not None
     assert (record.version, record.dna.common_intents) == (3, answer.common_intents)
 
@@ -595,11 +591,7 @@ def test_a_failed_commit_does_not_hide_what_another_store_wrote_meanwhile(
         ours.update_from_session("t", {"intent": "ours"})
         with TenantDNAStore(path) as theirs:
             theirs.update_from_session("t", {"intent": "theirs"})
-        other = SQLiteStorage(path)
-        try:
-            record = other.load("t")
-        finally:
-            other.close()
+        record = _record(path, "t")
         assert record is not None
         assert record.version == 2
         release = threading.Event()
@@ -727,11 +719,7 @@ def test_another_stores_commit_just_after_ours_is_not_hidden_by_ours_settling(
         theirs.update_from_session("t", {"intent": "theirs"})
         stored = _stored(path, "t")
         assert stored.version == 3
-        other = SQLiteStorage(path)
-        try:
-            record = other.load("t")
-        finally:
-            other.close()
+        record = _record(path, "t")
         assert record is not None
         cell = ours._directory["t"]
         cell.post(Refresh(record.version, record.incarnation), ours._context)
@@ -830,6 +818,15 @@ def _old_life_resident_elsewhere(
         first.update_from_session(victim, {"intent": "new-life-q7zx"})
     assert first.get_versioned(victim).version == new_life_updates
     return first, second, old
+
+
+def _record(path: Path, tenant_id: str) -> Record | None:
+    """The stored record, version and incarnation, read on a connection of its own."""
+    storage = SQLiteStorage(path)
+    try:
+        return storage.load(tenant_id)
+    finally:
+        storage.close()
 
 
 def _stored(path: Path, tenant_id: str) -> Versioned:
