@@ -174,7 +174,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     plans = [workload.plan(scenario, args.ops) for scenario in scenarios]
     with durable_contenders(args.url) as every:
         specs = [spec for spec in every if spec.name in chosen]
-        measurements = run_all(plans, specs, args.rounds, args.ops, Progress())
+        measurements = run_all(plans, specs, args.rounds, Progress())
     result = rows(
         measurements,
         racy=[spec.name for spec in specs if spec.racy],

@@ -175,13 +175,18 @@ def run_once_in_loop(spec: ContenderSpec, plan: Plan, round_: int = 0) -> Measur
     gc.collect()
     _trim_heap()
     rss_before = rss_bytes()
-    gc.freeze()  # the harness's objects: see the module's docstring
+    # The harness's objects: see the module's docstring. Frozen already when
+    # run by run_all, which must find them so after this run too (unfreeze
+    # lets go of everything frozen, not only of what this froze).
+    outer = gc.get_freeze_count()
+    gc.freeze()
     try:
         with ThreadPeak() as threads_peak:
             contender = cast(AsyncContender, spec.make())
             figures, rss_after = asyncio.run(_run(plan, contender, threads_peak))
     finally:
-        gc.unfreeze()
+        if not outer:
+            gc.unfreeze()
     elapsed_ns, latencies, stall_ns, lost, commits = figures
     return measured(
         spec,

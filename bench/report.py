@@ -403,8 +403,11 @@ def write_chart(result: Sequence[dict[str, Any]], path: Path) -> None:
     width = 0.8 / len(contenders)
     target_label: str | None = "target"
     figure, (speed, ratio) = plt.subplots(1, 2, figsize=(13, 4.8))
+    # A colour each: matplotlib's default cycle has ten, there are twelve.
+    palette = plt.get_cmap("tab20")
     for index, contender in enumerate(contenders):
         hatch = HATCHES.get(storage[contender], "..")
+        colour = palette(index % 20)
         label = (
             contender
             if storage[contender] in ("memory", contender)
@@ -425,6 +428,7 @@ def write_chart(result: Sequence[dict[str, Any]], path: Path) -> None:
             width,
             label=label,
             hatch=hatch,
+            color=colour,
         )
         ratio.bar(
             [x for x, _ in present],
@@ -432,6 +436,7 @@ def write_chart(result: Sequence[dict[str, Any]], path: Path) -> None:
             width,
             label=label,
             hatch=hatch,
+            color=colour,
         )
         targets = [
             (x, check["at_least"])

@@ -263,6 +263,7 @@ def run_once(spec: ContenderSpec, plan: Plan, round_: int = 0) -> Measurement:
         try:
             for op in plan.warm:
                 contender.update(op.tenant, op.metrics, op.alpha)
+            contender.flush()  # committed before the clock, write-behind too
             commits_before = _commits(contender)
             elapsed_ns, latencies = _timed(
                 plan, contender, spec.asynchronous, threads_peak
@@ -342,7 +343,6 @@ def run_all(
     plans: Sequence[Plan],
     specs: Sequence[ContenderSpec],
     rounds: int,
-    base_ops: int,
     progress: Callable[[int, int, str], None] = lambda done, total, label: None,
 ) -> list[Measurement]:
     """Every contender on every plan it takes part in, ``rounds`` times, interleaved.
@@ -352,11 +352,11 @@ def run_all(
     once per contender, the contenders' order
     rotated by one each round, so slow drifts of a shared machine fall on all
     of them alike. A contender with ``ops_share < 1`` runs the head of each
-    plan, ``ops_share * base_ops`` operations. ``progress(done, total, label)``
+    plan, ``ops_share`` of its operations. ``progress(done, total, label)``
     is called before each run and once at the end.
     """
     heads = {
-        (plan.scenario.name, spec.name): plan.head(round(spec.ops_share * base_ops))
+        (plan.scenario.name, spec.name): plan.head(round(spec.ops_share * plan.ops))
         if spec.ops_share < 1
         else plan
         for plan in plans

@@ -7,6 +7,7 @@ of a shared machine are noise, the lost-update count is not.
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import math
 import random
@@ -21,7 +22,7 @@ from typing import Any
 import pytest
 
 import actors
-from bench.asyncio_run import StallMeter
+from bench.asyncio_run import StallMeter, run_once_in_loop
 from bench.contenders import (
     CONTENDERS,
     FRESH_SQLITE,
@@ -109,6 +110,36 @@ def test_the_asyncio_scenario_drives_1000_coroutines_in_one_thread() -> None:
     assert all(op.update for phase in plan.phases for ops in phase for op in ops)
     # One update in ten reaches a probe, even with one or two per coroutine.
     assert 0.09 <= sum(plan.probes.values()) / plan.updates <= 0.11
+
+
+def test_slow_contenders_run_their_share_of_every_scenario_s_operations(
+    rows: list[dict[str, Any]],
+) -> None:
+    # routing's plans are four times the base count: a share of the base
+    # count gave them a sixteenth and an eighth instead of a quarter and a half.
+    ops = {(row["scenario"], row["contender"]): row["ops"] for row in rows}
+    for spec in CONTENDERS:
+        if spec.ops_share == 1 or spec.coroutines:
+            continue
+        for scenario in ("finalise", "routing"):
+            share = ops[scenario, spec.name] / ops[scenario, "lock"]
+            assert share == pytest.approx(spec.ops_share, rel=0.1), (scenario, spec)
+
+
+def test_an_asyncio_run_leaves_the_harness_frozen_for_the_runs_after_it() -> None:
+    # run_all freezes the plans for every run; the asyncio runner unfroze
+    # them all when it was done, so every threaded run after it paid for
+    # collections over them.
+    plan = Workload(tenants=200, seed=1).plan(ASYNCIO, 1600)
+    spec = next(c for c in CONTENDERS if c.name == "store-asyncio")
+    gc.collect()
+    gc.freeze()
+    try:
+        frozen = gc.get_freeze_count()
+        run_once_in_loop(spec, plan)
+        assert gc.get_freeze_count() >= frozen > 0
+    finally:
+        gc.unfreeze()
 
 
 def test_lock_comes_first_and_the_storage_baselines_take_part(
