@@ -6,7 +6,7 @@ import json
 import os
 import random
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Container
 from typing import Any, Final, TypeVar
 
 from dna import InvalidDNA, TenantDNA, check_profile
@@ -33,6 +33,28 @@ if hasattr(os, "register_at_fork"):
 def new_incarnation() -> int:
     """A random positive 63-bit incarnation, as every backend draws them."""
     return _incarnations.getrandbits(63) or 1
+
+
+def restored_incarnation(
+    version: int,
+    incarnation: int,
+    stored: tuple[int, int] | None,
+    erased: Container[int],
+) -> int:
+    """The incarnation a restored record is written with.
+
+    Its own, unless that would bring back what a process may hold or have
+    computed from: a version the stored life ``(version, incarnation)``
+    already had (an older backup over a live tenant: a process holding the
+    newer one would take the record for old news, and a change it computed
+    would match it), or an erased life. Then a new one: the record is a new
+    life, which every process reads afresh.
+    """
+    if incarnation in erased or (
+        stored is not None and stored[1] == incarnation and version <= stored[0]
+    ):
+        return new_incarnation()
+    return incarnation
 
 
 def checked_copy(tenant_id: str, dna: TenantDNA) -> TenantDNA:

@@ -52,7 +52,12 @@ from storage._base import (
     StorageError,
 )
 from storage._packed import check_round_trip, decode, encode
-from storage._records import checked_ids, new_incarnation, rebased
+from storage._records import (
+    checked_ids,
+    new_incarnation,
+    rebased,
+    restored_incarnation,
+)
 
 ERASURE_LOG: Final = 10_000
 """Erasures kept for ``changes_since``: an older cursor gets ``complete=False``."""
@@ -365,6 +370,10 @@ class MemoryStorage(Storage):
     def restore(self, records: Sequence[tuple[str, Record]]) -> None:
         """Write records exactly as given, overwriting (versions kept).
 
+        A record that would take a stored life back to a version it had, or
+        bring an erased one back, is written as a new life (see
+        ``restored_incarnation``).
+
         Raises ``ValueError`` for a version outside ``1 .. 2**63 - 1`` or an
         incarnation outside ``1 .. 2**63 - 1`` and ``dna.InvalidDNA`` for an
         invalid profile, each naming the tenant; then nothing is written.
@@ -385,8 +394,15 @@ class MemoryStorage(Storage):
         commit = _Commit()
         claimed = self._claim(db, commit, last)
         written: list[_Written] = []
+        erased = {incarnation for _, incarnation in db.erased}
         try:
-            for tenant_id, ((version, incarnation), body) in last.items():
+            for tenant_id, ((version, given), body) in last.items():
+                current = db.records.get(tenant_id)
+                stored = None
+                if current is not None:
+                    _, stored_version, stored_incarnation = _IDS.unpack_from(current)
+                    stored = (stored_version, stored_incarnation)
+                incarnation = restored_incarnation(version, given, stored, erased)
                 value = _IDS.pack(0, version, incarnation) + body
                 db.records[tenant_id] = value
                 written.append((tenant_id, value))

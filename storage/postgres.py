@@ -115,6 +115,7 @@ from storage._records import (
     parse_row,
     profile_from_json,
     rebased,
+    restored_incarnation,
 )
 
 SCHEMA_VERSION: Final = 2
@@ -924,16 +925,45 @@ class PostgresStorage(Storage):
         }
         if not rows:
             return
-        ordered = sorted(rows.items())
-        payload = _payload(
-            [(tenant_id, stored[0], stored[1]) for tenant_id, stored in ordered], []
-        )
         with (
             self._connection(
                 f"restoring {len(rows)} record(s), nothing was written"
             ) as connection,
             connection.transaction(),
         ):
+            # Rows replaced (locked, in one order) and lives erased: see
+            # restored_incarnation.
+            present = {
+                tenant_id: (version, incarnation)
+                for tenant_id, version, incarnation in connection.execute(
+                    f"SELECT tenant_id, version, incarnation FROM {_PROFILES} "
+                    "WHERE tenant_id = ANY(%s::text[]) ORDER BY tenant_id FOR UPDATE",
+                    (sorted(rows),),
+                ).fetchall()
+            }
+            erased = {
+                incarnation
+                for (incarnation,) in connection.execute(
+                    f"SELECT incarnation FROM {_ERASURES}"
+                ).fetchall()
+            }
+            ordered = [
+                (
+                    tenant_id,
+                    (
+                        version,
+                        restored_incarnation(
+                            version, given, present.get(tenant_id), erased
+                        ),
+                        body,
+                    ),
+                )
+                for tenant_id, (version, given, body) in sorted(rows.items())
+            ]
+            payload = _payload(
+                [(tenant_id, stored[0], stored[1]) for tenant_id, stored in ordered],
+                [],
+            )
             connection.execute(
                 f"INSERT INTO {_PROFILES} (tenant_id, version, incarnation, xid, dna) "
                 f"SELECT u.tenant_id, u.version, u.incarnation, {_XID}, u.dna "

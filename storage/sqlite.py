@@ -71,6 +71,7 @@ from storage._records import (
     parse_row,
     profile_from_json,
     rebased,
+    restored_incarnation,
 )
 
 SCHEMA_VERSION: Final = 2
@@ -710,9 +711,12 @@ class SQLiteStorage(Storage):
     def restore(self, records: Sequence[tuple[str, Record]]) -> None:
         """Write records exactly as given in one transaction, overwriting.
 
-        Raises ``ValueError`` for a version below 1 or an incarnation outside
-        ``1 .. 2**63 - 1`` and ``dna.InvalidDNA`` for an invalid profile, each
-        naming the tenant; then nothing is written.
+        A record that would take a stored life back to a version it had, or
+        bring an erased one back, is written as a new life (see
+        ``restored_incarnation``). Raises ``ValueError`` for a version below 1
+        or an incarnation outside ``1 .. 2**63 - 1`` and ``dna.InvalidDNA``
+        for an invalid profile, each naming the tenant; then nothing is
+        written.
         """
         self._db()
         tables = self._tables_for(tenant_id for tenant_id, _ in records)
@@ -727,11 +731,21 @@ class SQLiteStorage(Storage):
         with self._transaction(f"restoring {len(rows)} record(s)") as db:
             sequence = self._meta(db, "sequence") + 1
             tenants = self._meta(db, "tenants")
-            for tenant_id, version, incarnation, body in rows:
+            erased = {
+                incarnation
+                for (incarnation,) in db.execute(
+                    f"SELECT incarnation FROM {_ERASURES}"
+                ).fetchall()
+            }
+            for tenant_id, version, given, body in rows:
                 table = tables[tenant_id]
                 exists = db.execute(
-                    f"SELECT 1 FROM {table} WHERE tenant_id = ?", (tenant_id,)
+                    f"SELECT version, incarnation FROM {table} WHERE tenant_id = ?",
+                    (tenant_id,),
                 ).fetchall()
+                incarnation = restored_incarnation(
+                    version, given, exists[0] if exists else None, erased
+                )
                 if exists:
                     db.execute(
                         f"UPDATE {table} SET version = ?, incarnation = ?, "

@@ -423,6 +423,41 @@ def test_restore_writes_records_with_their_versions(backend: Storage) -> None:
     assert outcome == Committed(8, 1234)
 
 
+def test_restore_never_takes_a_life_back_to_a_version_it_had(backend: Storage) -> None:
+    # An older backup over a live tenant: kept as it was, a process holding
+    # version 3 took it for old news, and a change computed from version 1
+    # (by a process that held that) matched it and was written.
+    create(backend, "acme", profile(1))
+    old = backend.load("acme")
+    assert old is not None
+    write(backend, "acme", profile(2))
+    write(backend, "acme", profile(3))
+    backend.restore([("acme", old)])
+    restored = backend.load("acme")
+    assert restored is not None
+    assert (restored.dna, restored.version) == (old.dna, old.version)
+    assert restored.incarnation != old.incarnation  # a new life
+    (outcome,) = backend.commit([Change("acme", profile(9), 1, old.incarnation)])
+    assert isinstance(outcome, Conflict)
+    # A newer record of the same life, and a tenant not stored, keep theirs.
+    backend.restore([("acme", Record(profile(5), 5, restored.incarnation))])
+    assert backend.load("acme") == Record(profile(5), 5, restored.incarnation)
+    backend.restore([("globex", Record(profile(4), 4, 77))])
+    assert backend.load("globex") == Record(profile(4), 4, 77)
+
+
+def test_restore_never_brings_an_erased_life_back(backend: Storage) -> None:
+    create(backend, "gone", profile(1))
+    old = backend.load("gone")
+    assert old is not None
+    backend.commit([Change("gone", None, 0, 0, force=True)])
+    backend.restore([("gone", old)])
+    restored = backend.load("gone")
+    assert restored is not None
+    assert restored.dna == old.dna
+    assert restored.incarnation != old.incarnation
+
+
 def test_restore_refuses_impossible_records_and_writes_nothing(
     backend: Storage,
 ) -> None:
