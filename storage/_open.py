@@ -65,6 +65,12 @@ def open_storage(url: str | os.PathLike[str] | None) -> Storage:
             )
             raise ValueError(msg)
         path = url[len(_SQLITE) :]
+        if "?" in path:
+            msg = (
+                f"url: an SQLite URL takes no query (it would become part of the "
+                f"file's name), got {url!r}"
+            )
+            raise ValueError(msg)
         if path == ":memory:":
             msg = (
                 "url: for profiles in memory use 'memory://', not 'sqlite:///:memory:'"

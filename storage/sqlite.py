@@ -242,7 +242,8 @@ def _inspect(path: str, busy_timeout: float) -> None:
     # reads it with no lock and no file created. With one, mode=ro reads the
     # WAL too and writes nothing to the database file.
     mode = "ro" if os.path.exists(path + "-wal") else "ro&immutable=1"
-    uri = f"file:{urllib.parse.quote(path)}?mode={mode}"
+    # Quoted as bytes: a name need not be UTF-8 (POSIX names are bytes).
+    uri = f"file:{urllib.parse.quote(os.fsencode(path))}?mode={mode}"
     try:
         connection = sqlite3.connect(uri, uri=True, timeout=busy_timeout)
     except sqlite3.Error as error:
@@ -293,12 +294,16 @@ def _configure(connection: sqlite3.Connection, path: str, busy_timeout: float) -
 
 def _connect(path: str, busy_timeout: float) -> sqlite3.Connection:
     """A configured connection to our database, created if the file is empty."""
-    connection = sqlite3.connect(
-        path,
-        timeout=busy_timeout,
-        isolation_level=None,  # we begin transactions ourselves
-        check_same_thread=False,  # one thread at a time, not always the same
-    )
+    try:
+        connection = sqlite3.connect(
+            path,
+            timeout=busy_timeout,
+            isolation_level=None,  # we begin transactions ourselves
+            check_same_thread=False,  # one thread at a time, not always the same
+        )
+    except sqlite3.Error as error:  # a link to a folder that is not there
+        msg = f"{path}: cannot be opened: {error}"
+        raise StorageError(msg) from error
     try:
         _pragma(connection, f"busy_timeout = {round(busy_timeout * 1000)}")
         # Checked again on the real connection before anything is written: the

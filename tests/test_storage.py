@@ -662,6 +662,7 @@ def test_open_storage_gives_postgresql_naming_the_url_without_its_password() -> 
         ("sqlite://", "sqlite:///relative"),
         ("sqlite:///:memory:", "memory://"),
         ("memory://somewhere", "memory://"),
+        ("sqlite:///profiles.db?mode=ro", "no query"),
     ],
 )
 def test_open_storage_refuses_other_urls_naming_them(url: str, named: str) -> None:
@@ -674,6 +675,28 @@ def test_open_storage_refuses_other_urls_naming_them(url: str, named: str) -> No
 
 def _files(folder: Path) -> dict[str, bytes]:
     return {path.name: path.read_bytes() for path in sorted(folder.iterdir())}
+
+
+def test_a_file_whose_name_is_not_utf_8_opens_again(tmp_path: Path) -> None:
+    path = Path(os.fsdecode(os.fsencode(tmp_path) + b"/\xff\xfe.db"))
+    create_in = SQLiteStorage(path)
+    try:
+        create(create_in, "acme", profile(1))
+    finally:
+        create_in.close()
+    again = SQLiteStorage(path)  # inspected first: quoted as bytes
+    try:
+        assert again.tenants() == ["acme"]
+    finally:
+        again.close()
+
+
+def test_a_link_to_nowhere_is_refused_naming_it(tmp_path: Path) -> None:
+    link = tmp_path / "profiles.db"
+    link.symlink_to(tmp_path / "missing" / "x.db")
+    with pytest.raises(StorageError, match=r"profiles\.db"):
+        SQLiteStorage(link)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["profiles.db"]
 
 
 def test_profiles_survive_closing_and_reopening(tmp_path: Path) -> None:
