@@ -119,6 +119,9 @@ def parse_row(
     database's, for the message.
     """
     try:
+        if type(tenant_id) is not str:
+            msg = "tenant_id: expected text (the file is damaged)"
+            raise ValueError(msg)
         if not isinstance(version, int) or version < 1:
             msg = f"version: expected an int >= 1, got {version!r}"
             raise ValueError(msg)

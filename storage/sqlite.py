@@ -662,6 +662,13 @@ class SQLiteStorage(Storage):
         """Every stored tenant id, sorted; one read."""
         union = " UNION ALL ".join(f"SELECT tenant_id FROM {t}" for t in _TABLES)
         rows = self._read("listing tenants", f"{union} ORDER BY 1")
+        damaged = [tenant_id for (tenant_id,) in rows if type(tenant_id) is not str]
+        if damaged:
+            msg = (
+                f"{self.name}: a stored tenant id is not text ({damaged[0]!r}): "
+                "the file is damaged (tenant-dna check lists what)"
+            )
+            raise StorageError(msg)
         return [tenant_id for (tenant_id,) in rows]
 
     def count(self) -> int:
@@ -833,7 +840,7 @@ class SQLiteStorage(Storage):
                         self._record(*row)
                     except StorageError as error:
                         problems.append(str(error))
-                    if _table(row[0]) != table:
+                    if type(row[0]) is str and _table(row[0]) != table:
                         problems.append(
                             f"{self.name}: tenant {row[0]!r} is stored in {table}, "
                             f"which is not its table ({_table(row[0])})"

@@ -699,6 +699,32 @@ def test_a_link_to_nowhere_is_refused_naming_it(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["profiles.db"]
 
 
+def test_a_tenant_id_damaged_into_bytes_is_reported_not_crashed_on(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "profiles.db"
+    opened = SQLiteStorage(path)
+    try:
+        create(opened, "acme", profile(1))
+        raw = sqlite3.connect(path)
+        raw.execute(
+            "INSERT INTO tenant_dna_profiles_00 VALUES (?, 1, 1, 1, ?)",
+            (b"blob-id", b"\x00"),
+        )
+        raw.execute("UPDATE tenant_dna_meta SET value = 2 WHERE key = 'tenants'")
+        raw.commit()
+        raw.close()
+        problems = opened.check()
+        assert len(problems) == 1
+        assert "b'blob-id'" in problems[0]
+        with pytest.raises(StorageError, match="not text"):
+            opened.tenants()
+        with pytest.raises(StorageError, match="blob-id"):
+            list(opened.scan())
+    finally:
+        opened.close()
+
+
 def test_profiles_survive_closing_and_reopening(tmp_path: Path) -> None:
     path = tmp_path / "profiles.db"
     first = SQLiteStorage(path)
