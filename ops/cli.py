@@ -154,6 +154,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _drop_stdout() -> None:
+    """Send stdout to /dev/null: what it still holds would fail again, loudly,
+    when Python flushes it at exit."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command; return its exit status."""
     if isinstance(sys.stdout, io.TextIOWrapper):
@@ -170,15 +176,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         say(str(error))
         return error.status
     except BrokenPipeError:
-        # The reader (head, a closed pager) left: stop quietly, and keep
-        # Python from complaining while it flushes stdout at exit.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        # The reader (head, a closed pager) left: stop quietly.
+        _drop_stdout()
         return FAILED
     except (StorageError, OSError) as error:
         if isinstance(error, OSError):  # a full disk, a folder named as a file
             say(f"{error.filename or 'output'}: {error.strerror or error}")
-            # What stdout still holds would fail again, loudly, at exit.
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            _drop_stdout()
         else:
             say(str(error))
         return FAILED
