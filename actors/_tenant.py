@@ -375,11 +375,36 @@ class TenantActor(pykka.ThreadingActor):
         # Let go of the cells: whoever still holds the flush (a caller, or the
         # registry's last message, until its next one) must not keep them.
         cells, flush.cells = flush.cells, []
+        commits = False
         for cell in cells:
-            if cell.busy:
-                cell_flush = Flush()
+            if not cell.busy:
+                continue
+            cell_flush = Flush()
+            flushes.append(cell_flush)
+            if (
+                cell.in_flight is None
+                or cell.retired
+                or cell.suspect
+                or cell.scheduled
+                or cell.draining
+                or len(cell)
+            ):
+                # Operations of its own to drain first (or the tenant's live
+                # cell to find): through the mailbox, behind them.
                 cell.post(cell_flush, self._context)
-                flushes.append(cell_flush)
+                continue
+            # A commit in flight and nothing else to do (a buffered one held
+            # back, or one being written): this actor is the cell's, so it
+            # pends the flush itself, answered when that commit settles and
+            # whatever came after it is committed, instead of waking the cell
+            # for it; the writer is told once for them all.
+            commits = True
+            _pend(cell, cell_flush)
+        if commits:
+            writer = self._context.writer
+            if writer is not None:
+                with contextlib.suppress(pykka.ActorDeadError):
+                    writer.tell(("flush",))
         flush.set(flushes)
 
     def _flush(self, cell: TenantCell, flush: Operation) -> None:

@@ -1176,3 +1176,35 @@ def test_a_flush_keeps_nothing_of_what_it_flushed(tmp_path: Path) -> None:
         assert [sessions_applied(store.get(tenant)) for tenant in tenants] == [1] * 50
         gc.collect()
         assert sum(type(o) is Flush for o in gc.get_objects()) == 0
+
+
+def test_a_flush_of_many_buffered_tenants_asks_the_writer_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A flush woke every tenant with a commit held back, each to tell the
+    # writer "flush": as many wake-ups and writer messages as busy tenants,
+    # all on the one actor the flush was waiting for.
+    from actors._writer import Writer
+
+    received: list[str] = []
+    on_receive = Writer.on_receive
+
+    def counting(writer: Writer, message: Any) -> None:
+        received.append(message[0])
+        on_receive(writer, message)
+
+    monkeypatch.setattr(Writer, "on_receive", counting)
+    tenants = [f"t{index}" for index in range(200)]
+    with TenantDNAStore(
+        tmp_path / "profiles.db",
+        durability="buffered",
+        flush_interval=600,
+        staleness=600,
+    ) as store:
+        for tenant in tenants:
+            store.update_from_session(tenant, PROBE, alpha=0.01)
+        assert wait_for(lambda: received.count("commit") == len(tenants), 30)
+        store.flush()
+        assert received.count("flush") == 1
+        assert store.stats().changes_committed == len(tenants)
+        assert all(store.get_versioned(tenant).version == 1 for tenant in tenants)
