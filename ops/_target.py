@@ -9,10 +9,9 @@ from pathlib import Path
 from typing import Final
 
 from ops._errors import BadUsage, CommandFailed
-from storage import Storage, open_storage
+from storage import Storage, open_storage, sqlite_file
 
 ENVIRONMENT: Final = "TENANT_DNA_URL"
-_SQLITE: Final = "sqlite:///"
 
 
 def resolve(url: str | None) -> str | Path:
@@ -34,12 +33,19 @@ def resolve(url: str | None) -> str | Path:
 
 
 def sqlite_path(target: str | Path) -> str | None:
-    """The file that ``target`` names, if it is an SQLite one."""
+    """The file that ``target`` names, if it is an SQLite one.
+
+    Raises :class:`BadUsage` for an SQLite URL that names no file (one with
+    a query, say), before anything looks for that file.
+    """
     if isinstance(target, Path):
         return str(target)
-    if target.lower().startswith(_SQLITE) and len(target) > len(_SQLITE):
-        return target[len(_SQLITE) :]
-    return None
+    if not target.lower().startswith("sqlite:"):
+        return None
+    try:
+        return sqlite_file(target)
+    except ValueError as error:
+        raise BadUsage(str(error)) from error
 
 
 @contextlib.contextmanager

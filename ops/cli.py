@@ -26,8 +26,8 @@ _DESCRIPTION = "Look at and act on stored tenant profiles (tenant DNA)."
 _EPILOG = f"""\
 The database is named by --url or the {ENVIRONMENT} environment variable:
 an SQLite file path, sqlite:///relative/path.db, sqlite:////absolute/path.db,
-or postgresql://... once that backend is available. Every command but import
-refuses a file that does not exist.
+or postgresql://user:password@host/database. Every command but import
+refuses an SQLite file that does not exist.
 
 Data goes to stdout (tables, or JSON with --json); messages and progress go
 to stderr. Exit status: 0 success, 1 failure (a tenant not found, a damaged
@@ -112,7 +112,10 @@ def build_parser() -> argparse.ArgumentParser:
         "import",
         import_,
         "Read profiles from an export.",
-        "Versions and incarnations are kept; a tenant already stored is replaced. "
+        "Versions and incarnations are kept, unless that would take a stored "
+        "tenant back to a version it had or bring an erased one back: that "
+        "record is stored as a new life (a new incarnation). A tenant already "
+        "stored is replaced. "
         "Every line is checked first and bad ones are named by number; by "
         "default nothing is imported if one is bad. All in one transaction.",
     )

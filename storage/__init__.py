@@ -19,7 +19,7 @@ from storage._base import (
     StorageError,
     VersionConflict,
 )
-from storage._open import open_storage
+from storage._open import open_storage, sqlite_file
 from storage._records import MAX_INCARNATION, MAX_VERSION, new_incarnation
 from storage.memory import MemoryStorage
 from storage.sqlite import ScrubIncomplete, SQLiteStorage
@@ -57,4 +57,5 @@ __all__ = [
     "VersionConflict",
     "new_incarnation",
     "open_storage",
+    "sqlite_file",
 ]

@@ -15,6 +15,31 @@ _EXPECTED = (
 )
 
 
+def sqlite_file(url: str) -> str:
+    """The path an ``sqlite:///`` URL names; ``ValueError`` if it names none.
+
+    >>> sqlite_file("sqlite:////srv/profiles.db")
+    '/srv/profiles.db'
+    """
+    if not url.lower().startswith(_SQLITE) or len(url) == len(_SQLITE):
+        msg = (
+            f"url: an SQLite URL names a file: 'sqlite:///relative/path.db' "
+            f"or 'sqlite:////absolute/path.db', got {url!r}"
+        )
+        raise ValueError(msg)
+    path = url[len(_SQLITE) :]
+    if "?" in path:
+        msg = (
+            f"url: an SQLite URL takes no query (it would become part of the "
+            f"file's name), got {url!r}"
+        )
+        raise ValueError(msg)
+    if path == ":memory:":
+        msg = "url: for profiles in memory use 'memory://', not 'sqlite:///:memory:'"
+        raise ValueError(msg)
+    return path
+
+
 def open_storage(url: str | os.PathLike[str] | None) -> Storage:
     """Open the storage that ``url`` names.
 
@@ -58,25 +83,7 @@ def open_storage(url: str | os.PathLike[str] | None) -> Storage:
             raise ValueError(msg)
         return MemoryStorage()
     if scheme == "sqlite":
-        if not url.lower().startswith(_SQLITE) or len(url) == len(_SQLITE):
-            msg = (
-                f"url: an SQLite URL names a file: 'sqlite:///relative/path.db' "
-                f"or 'sqlite:////absolute/path.db', got {url!r}"
-            )
-            raise ValueError(msg)
-        path = url[len(_SQLITE) :]
-        if "?" in path:
-            msg = (
-                f"url: an SQLite URL takes no query (it would become part of the "
-                f"file's name), got {url!r}"
-            )
-            raise ValueError(msg)
-        if path == ":memory:":
-            msg = (
-                "url: for profiles in memory use 'memory://', not 'sqlite:///:memory:'"
-            )
-            raise ValueError(msg)
-        return SQLiteStorage(path)
+        return SQLiteStorage(sqlite_file(url))
     if scheme in ("postgresql", "postgres") or scheme.startswith("postgresql+"):
         # Imported here: psycopg costs a tenth of a second to import.
         from storage.postgres import PostgresStorage

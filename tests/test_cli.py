@@ -136,6 +136,17 @@ def test_a_missing_or_unusable_url_is_bad_usage(url: str | None) -> None:
     assert_one_line_error(result)
 
 
+def test_an_sqlite_url_with_a_query_is_bad_usage_even_for_a_file_that_is_there(
+    database: Path,
+) -> None:
+    # It was looked for as a file named with the query: "no such file", exit 1.
+    for args in (["stats"], ["check", "--json"]):
+        result = run(*args, url=f"sqlite:///{database}?mode=ro")
+        assert result.returncode == 2, result
+        assert_one_line_error(result)
+        assert "no query" in result.stderr
+
+
 def test_the_url_may_come_from_the_environment_or_an_sqlite_url(
     database: Path,
 ) -> None:
