@@ -55,8 +55,9 @@ def _report(scrub: ScrubIncomplete) -> None:
 
 def erase(args: argparse.Namespace) -> int:
     """Erase the named tenants; exit 1 naming any that is not stored."""
-    named = list(dict.fromkeys(tenant_argument(tenant) for tenant in args.tenants))
     with opened(args.url) as storage:
+        named = [tenant_argument(tenant, storage) for tenant in args.tenants]
+        named = list(dict.fromkeys(named))
         present: list[str] = []
         missing: list[str] = []
         for tenant_id in named:

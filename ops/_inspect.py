@@ -9,18 +9,33 @@ from typing import Any
 from ops._errors import BadUsage, CommandFailed
 from ops._output import emit_json, emit_table, say, when
 from ops._target import opened, resolve, sqlite_path
-from storage import Record, SQLiteStorage, Storage, StorageError
+from storage import (
+    InvalidTenantId,
+    Record,
+    SQLiteStorage,
+    Storage,
+    StorageError,
+    check_tenant_id,
+)
 
 
-def tenant_argument(text: str) -> str:
-    """A tenant id from the command line; an invalid one is bad usage."""
-    # Imported here: the actors package (threads, asyncio) costs a tenth of a
-    # second at start-up, which stats, list, purge and check do not need.
-    from actors import InvalidTenantId, check_tenant_id
+def tenant_argument(text: str, storage: Storage) -> str:
+    """A tenant id from the command line; an invalid one is bad usage.
 
+    Unless ``storage`` holds a tenant of exactly that id: one stored before
+    the rule was as strict as it is, or by a program writing to storage
+    directly. It is named as it is stored, so it can still be shown,
+    exported and erased.
+    """
     try:
         return check_tenant_id(text)
     except InvalidTenantId as error:
+        try:
+            stored = storage.load(text) is not None
+        except StorageError:
+            stored = True  # there, too damaged to read: still erasable
+        if stored:
+            return text
         raise BadUsage(str(error)) from error
 
 
@@ -89,8 +104,8 @@ def list_(args: argparse.Namespace) -> int:
 
 def show(args: argparse.Namespace) -> int:
     """One tenant's profile; exit 1 naming it when it is not stored."""
-    tenant_id = tenant_argument(args.tenant)
     with opened(args.url) as storage:
+        tenant_id = tenant_argument(args.tenant, storage)
         record = storage.load(tenant_id)
         if record is None:
             msg = f"no tenant {tenant_id!r} in {storage.name}"
@@ -119,11 +134,41 @@ def show(args: argparse.Namespace) -> int:
     return 0
 
 
+REFUSED_SHOWN = 20
+"""Stored ids the store refuses that ``check`` names one by one (then counts)."""
+
+
+def _refused_ids(storage: Storage) -> list[str]:
+    """A problem for each stored tenant whose id the store refuses."""
+    try:
+        tenants = storage.tenants()
+    except StorageError:
+        return []  # a damaged id: storage.check() names it
+    problems: list[str] = []
+    refused = 0
+    for tenant_id in tenants:
+        try:
+            check_tenant_id(tenant_id)
+        except InvalidTenantId as error:
+            refused += 1
+            if refused <= REFUSED_SHOWN:
+                reason = str(error).rpartition(" (")[2].rstrip(")")
+                problems.append(
+                    f"tenant {tenant_id!r}: an id the store refuses ({reason}); "
+                    "no store can read or change it, erase it by that id"
+                )
+    if refused > REFUSED_SHOWN:
+        problems.append(
+            f"{refused - REFUSED_SHOWN} more tenant(s) with ids the store refuses"
+        )
+    return problems
+
+
 def check(args: argparse.Namespace) -> int:
     """The storage's integrity check; exit 1 when it finds problems."""
     try:
         with opened(args.url) as storage:
-            problems = storage.check()
+            problems = storage.check() + _refused_ids(storage)
             name: str | None = storage.name
     except StorageError as error:
         if not args.json:

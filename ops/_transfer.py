@@ -23,7 +23,14 @@ from ops._errors import CommandFailed
 from ops._inspect import record_json, tenant_argument
 from ops._output import Progress, emit_json, say
 from ops._target import opened, resolve
-from storage import MAX_INCARNATION, MAX_VERSION, Record, new_incarnation
+from storage import (
+    MAX_INCARNATION,
+    MAX_VERSION,
+    InvalidTenantId,
+    Record,
+    check_tenant_id,
+    new_incarnation,
+)
 
 
 @contextlib.contextmanager
@@ -76,8 +83,8 @@ def _line(tenant_id: str, record: Record) -> str:
 
 def export(args: argparse.Namespace) -> int:
     """Every stored profile (or the named tenants') as JSON Lines."""
-    named = [tenant_argument(tenant) for tenant in args.tenants]
     with opened(args.url) as storage:
+        named = [tenant_argument(tenant, storage) for tenant in args.tenants]
         if named:
             found = {tenant: storage.load(tenant) for tenant in dict.fromkeys(named)}
             missing = [tenant for tenant, record in found.items() if record is None]
@@ -112,8 +119,6 @@ class _Line(NamedTuple):
 
 def _parse(raw: bytes, seen: dict[str, int], number: int) -> _Line:
     """One line of an export, checked; ``ValueError`` says what is wrong."""
-    from actors import InvalidTenantId, check_tenant_id  # see tenant_argument
-
     try:
         data: Any = json.loads(raw.decode("utf-8"))
     except UnicodeDecodeError as error:

@@ -19,6 +19,7 @@ from storage._base import (
     StorageError,
     VersionConflict,
 )
+from storage._ids import MAX_TENANT_ID_LENGTH, InvalidTenantId, check_tenant_id
 from storage._open import open_storage, sqlite_file
 from storage._records import MAX_INCARNATION, MAX_VERSION, new_incarnation
 from storage.memory import MemoryStorage
@@ -39,6 +40,7 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "MAX_INCARNATION",
+    "MAX_TENANT_ID_LENGTH",
     "MAX_VERSION",
     "Announced",
     "Change",
@@ -46,6 +48,7 @@ __all__ = [
     "CommitOutcomeUnknown",
     "Committed",
     "Conflict",
+    "InvalidTenantId",
     "MemoryStorage",
     "Outcome",
     "PostgresStorage",
@@ -55,6 +58,7 @@ __all__ = [
     "Storage",
     "StorageError",
     "VersionConflict",
+    "check_tenant_id",
     "new_incarnation",
     "open_storage",
     "sqlite_file",

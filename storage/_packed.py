@@ -25,6 +25,7 @@ from dna._rules import (
     MAX_TOOLS,
     TIERS,
 )
+from storage._ids import check_tenant_id
 from storage._records import checked_copy
 
 # A packed profile, little-endian:
@@ -148,11 +149,18 @@ def _pack(dna: TenantDNA) -> bytes | None:
 
 
 def encode(tenant_id: str, dna: TenantDNA) -> bytes:
-    """``dna`` packed, after the rules of ``dna.check_profile``.
+    """``dna`` packed to be written as ``tenant_id``'s, after the rules of
+    ``dna.check_profile``.
 
-    Raises ``dna.InvalidDNA`` naming the field and the tenant, ``TypeError``
-    for anything but a ``TenantDNA``.
+    Raises ``InvalidTenantId`` for an id the store refuses (a record no store
+    could read, change or erase by its id), ``dna.InvalidDNA`` naming the
+    field and the tenant, ``TypeError`` for anything but a ``TenantDNA``.
     """
+    check_tenant_id(tenant_id)
+    return _encoded(tenant_id, dna)
+
+
+def _encoded(tenant_id: str, dna: TenantDNA) -> bytes:
     packed = _pack(dna)
     if packed is None:
         # Not canonical: invalid (this raises), or valid in other types.
@@ -222,7 +230,7 @@ def check_round_trip(tenant_id: str, dna: TenantDNA, value: bytes, at: int = 0) 
     ``check_profile`` refuses; ``ValueError`` naming the tenant for a valid
     profile packed otherwise (a duplicate tool name, bytes left over).
     """
-    if encode(tenant_id, dna) != value[at:]:
+    if _encoded(tenant_id, dna) != value[at:]:
         msg = f"tenant {tenant_id!r}: the record does not round-trip"
         raise ValueError(msg)
 

@@ -487,6 +487,47 @@ def test_erase_of_an_unknown_tenant_exits_1_naming_it(database: Path) -> None:
     assert len(stored) == 10
 
 
+def _rename_stored(path: Path, tenant_id: str, new_id: str) -> None:
+    """Store ``tenant_id``'s record as ``new_id``, as a file written before
+    the store refused such ids would hold it (storage refuses to write it)."""
+    from storage.sqlite import _table
+
+    db = sqlite3.connect(path, isolation_level=None)
+    try:
+        db.execute("BEGIN IMMEDIATE")
+        db.execute(
+            f"INSERT INTO {_table(new_id)} SELECT ?, version, incarnation, "
+            f"sequence, dna FROM {_table(tenant_id)} WHERE tenant_id = ?",
+            (new_id, tenant_id),
+        )
+        db.execute(f"DELETE FROM {_table(tenant_id)} WHERE tenant_id = ?", (tenant_id,))
+        db.execute("COMMIT")
+    finally:
+        db.close()
+
+
+def test_a_stored_id_the_store_refuses_is_reported_and_can_be_erased(
+    database: Path,
+) -> None:
+    # Such a tenant could be listed but not erased ("tenant-dna erase 'acme '"
+    # was bad usage, and so was the store's delete): a GDPR request unmet.
+    _rename_stored(database, "tenant-04", "acme ")
+    _rename_stored(database, "tenant-05", "b\u202e")
+    assert {"acme ", "b\u202e"} <= {tenant for tenant, _ in records(database)}
+    checked = run("check", url=database)
+    assert checked.returncode == 1
+    assert "'acme '" in checked.stdout
+    assert "'b\\u202e'" in checked.stdout
+    shown = run("show", "--json", "acme ", url=database)
+    assert json.loads(shown.stdout)["tenant_id"] == "acme "
+    erased = run("erase", "acme ", "b\u202e", url=database)
+    assert erased.returncode == 0, erased.stderr
+    assert run("check", url=database).returncode == 0
+    assert len(records(database)) == 9
+    # An id the store refuses and nobody stored is still bad usage.
+    assert run("erase", "ghost ", url=database).returncode == 2
+
+
 def test_purge_erases_exactly_the_idle_profiles(tmp_path: Path) -> None:
     path = tmp_path / "profiles.db"
     now = time.time()

@@ -37,6 +37,7 @@ from storage import (
     Change,
     Committed,
     Conflict,
+    InvalidTenantId,
     MemoryStorage,
     Record,
     ScrubIncomplete,
@@ -474,6 +475,26 @@ def test_an_invalid_profile_is_refused_before_anything_is_written(
     with pytest.raises(InvalidDNA, match=r"peak_hours.*'globex'"):
         backend.commit([Change("acme", profile(), 0, 0), Change("globex", bad, 0, 0)])
     assert backend.count() == 0
+
+
+@pytest.mark.parametrize("tenant_id", ["acme ", "b\u202e", "", "x" * 257])
+def test_an_id_the_store_refuses_is_never_written(
+    backend: Storage, tenant_id: str
+) -> None:
+    # A program writing through open_storage() stored them: no store could
+    # then read, change or erase the tenant by its id (it raises first).
+    with pytest.raises(InvalidTenantId, match="tenant_id"):
+        backend.commit(
+            [Change("acme", profile(), 0, 0), Change(tenant_id, profile(), 0, 0)]
+        )
+    with pytest.raises(InvalidTenantId, match="tenant_id"):
+        backend.restore(
+            [("acme", Record(profile(), 1, 5)), (tenant_id, Record(profile(), 1, 6))]
+        )
+    assert backend.count() == 0
+    assert backend.commit([Change(tenant_id, None, 0, 0, force=True)]) == [
+        Committed(0, 0)
+    ]
 
 
 def test_stored_profiles_share_nothing_with_the_caller(backend: Storage) -> None:
