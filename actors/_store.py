@@ -31,7 +31,7 @@ from actors._context import Context, StoreStats
 from actors._errors import StoreClosed, check_tenant_id
 from actors._future import Reply
 from actors._registry import Registry
-from actors._writer import Writer, start_ticker, start_watcher
+from actors._writer import Writer, start_ticker, start_watcher, tell_writer
 from dna import (
     InvalidSessionMetrics,
     TenantDNA,
@@ -458,7 +458,16 @@ class TenantDNAStore:
         """Submit a change; ``queue.Empty`` if no room (``block=False``), or
         none came within ``timeout`` s."""
         context = self._context
-        context.places.get(block, timeout)
+        try:
+            context.places.get(False)
+        except queue.Empty:
+            if context.buffered:
+                # Buffered changes hold their places until committed, and
+                # they wait for the next tick: the writer commits them now.
+                tell_writer(context, ("flush",))
+            if not block:
+                raise
+            context.places.get(True, timeout)
         if self._closed:  # woken by close(), which gives every place back
             context.release()
             raise StoreClosed("the store is closed")

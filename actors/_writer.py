@@ -76,8 +76,9 @@ class Writer(pykka.ThreadingActor):
                 self._poll()
             elif kind == "poll":
                 self._poll()
+            context = self._context
             if (
-                (self._urgent or not self._context.buffered)
+                (self._urgent or not context.buffered or context.places.empty())
                 and self.actor_inbox.empty()
             ) or len(self._batch) >= MAX_BATCH:
                 self._commit()
@@ -186,7 +187,7 @@ def announce(
                 cell.post(Refresh(0, base.incarnation, erased=True), context)
 
 
-def _tell_writer(context: Context, message: tuple[str]) -> None:
+def tell_writer(context: Context, message: tuple[str]) -> None:
     # The writer of now: a lost one is replaced by the registry.
     writer = context.writer
     if writer is not None:
@@ -224,7 +225,7 @@ def start_watcher(
                     with contextlib.suppress(pykka.ActorDeadError):
                         announce(context, heard.updated, heard.erased, True)
                 else:
-                    _tell_writer(context, ("poll",))
+                    tell_writer(context, ("poll",))
         finally:
             with contextlib.suppress(Exception):
                 storage.close()
@@ -242,7 +243,7 @@ def start_ticker(context: Context, interval: float) -> queue.SimpleQueue[None]:
             try:
                 stop.get(timeout=interval)
             except queue.Empty:
-                _tell_writer(context, ("tick",))
+                tell_writer(context, ("tick",))
             else:
                 return
 

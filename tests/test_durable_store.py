@@ -1208,3 +1208,81 @@ def test_a_flush_of_many_buffered_tenants_asks_the_writer_once(
         assert received.count("flush") == 1
         assert store.stats().changes_committed == len(tenants)
         assert all(store.get_versioned(tenant).version == 1 for tenant in tenants)
+
+
+@pytest.mark.parametrize("asynchronous", [False, True])
+def test_buffered_changes_waiting_for_room_are_committed_without_waiting_for_a_tick(
+    tmp_path: Path, asynchronous: bool
+) -> None:
+    # Buffered changes hold their places until committed, and were committed
+    # only on the next tick: with max_queued=5, the sixth change waited for
+    # it (here ten minutes), and a flood went at five changes a tick.
+    done = threading.Event()
+    errors: list[BaseException] = []
+
+    with TenantDNAStore(
+        tmp_path / "profiles.db",
+        durability="buffered",
+        flush_interval=600,
+        staleness=600,
+        max_queued=5,
+    ) as store:
+
+        def flood() -> None:
+            try:
+                for index in range(60):
+                    if asynchronous:
+                        store.update_from_session_async(
+                            f"t{index % 7}", PROBE, alpha=0.01
+                        )
+                    else:
+                        store.update_from_session(f"t{index % 7}", PROBE, alpha=0.01)
+            except BaseException as error:
+                errors.append(error)
+            finally:
+                done.set()
+
+        threading.Thread(target=flood, daemon=True).start()
+        assert done.wait(60), "changes waited for room until the next tick"
+        assert errors == []
+        store.flush()
+        assert sum(sessions_applied(store.get(f"t{n}")) for n in range(7)) == 60
+
+
+def test_a_change_waiting_for_room_held_back_in_a_cell_is_not_left_for_the_tick(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The second change waits behind the first's commit, in its tenant's
+    # cell, not with the writer: the writer, which had room to spare when it
+    # took the first, hears of nothing until the tick. The third waits for
+    # room, and must tell it.
+    from actors._writer import Writer
+
+    received: list[str] = []
+    on_receive = Writer.on_receive
+
+    def recording(writer: Writer, message: Any) -> None:
+        on_receive(writer, message)
+        received.append(message[0])
+
+    monkeypatch.setattr(Writer, "on_receive", recording)
+    done = threading.Event()
+    with TenantDNAStore(
+        tmp_path / "profiles.db",
+        durability="buffered",
+        flush_interval=600,
+        staleness=600,
+        max_queued=2,
+    ) as store:
+        store.update_from_session("t", PROBE, alpha=0.01)
+        assert wait_for(lambda: "commit" in received, 30)
+        store.update_from_session("t", PROBE, alpha=0.01)
+
+        def third() -> None:
+            store.update_from_session("t", PROBE, alpha=0.01)
+            done.set()
+
+        threading.Thread(target=third, daemon=True).start()
+        assert done.wait(60), "the third change waited for the next tick"
+        store.flush()
+        assert sessions_applied(store.get("t")) == 3
