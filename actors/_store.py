@@ -554,14 +554,19 @@ def _shut_down(
     def left() -> float:
         return max(0.0, deadline - time.monotonic())
 
+    def unsettled() -> int:
+        return sum(
+            cell.unsettled_changes() for cell in list(context.directory.values())
+        )
+
     failure: Exception | None = None
     try:
         _commit_submitted(registry, left)
     except Exception as error:
         failure = error
-    unsettled = sum(
-        cell.unsettled_changes() for cell in list(context.directory.values())
-    )
+    # Counted while the actors run, one may hold a batch it is settling:
+    # counted again once they have stopped (see below).
+    counted = unsettled() if failure is not None else 0
 
     # Past the deadline each step still gets a moment: a store that cannot
     # write must not leave its threads running.
@@ -598,7 +603,9 @@ def _shut_down(
         if failure is not None:
             context.events.error(
                 "store_not_drained",
-                changes_not_committed=unsettled,
+                changes_not_committed=unsettled()
+                if stopped
+                else max(counted, unsettled()),
                 seconds=timeout,
                 error=type(failure).__name__,
             )
