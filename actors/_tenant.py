@@ -637,11 +637,19 @@ class TenantActor(pykka.ThreadingActor):
                 )
         else:
             assert isinstance(outcome, StorageError)
-            if self._context.inline:  # the writer counts its own
+            if self._context.inline:  # the writer counts and logs its own
                 self._context.storage_errors.add()
-            self._log.error(
-                "commit_failed", tenant_id=cell.tenant_id, error=str(outcome)
-            )
+                self._log.error(
+                    "commit_failed", tenant_id=cell.tenant_id, error=str(outcome)
+                )
+            elif self._debug:
+                # The writer logged the failed transaction once, with its
+                # size: an error per tenant in it was thousands of lines.
+                self._log.debug(
+                    "change_not_committed",
+                    tenant_id=cell.tenant_id,
+                    error=str(outcome),
+                )
             # Announcements that came while the commit was under way were let
             # go (its commit would have checked): storage is read before the
             # tenant is trusted again.
