@@ -47,7 +47,8 @@ class Counter:
 class StoreStats:
     """A store's figures at one moment (cheap enough to read every second).
 
-    * ``tenants``: tenants with stored DNA;
+    * ``tenants``: tenants with stored DNA (committed: buffered changes are
+      counted once written);
     * ``resident``: profiles held in memory;
     * ``active_actors``: tenant actors (threads) running;
     * ``changes_queued``: changes submitted and not yet settled (in a mailbox
