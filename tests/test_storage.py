@@ -33,6 +33,7 @@ import storage._packed
 import storage.memory
 import storage.sqlite
 from dna import InvalidDNA, TenantDNA
+from dna._rules import TIERS
 from storage import (
     Change,
     Committed,
@@ -1375,3 +1376,362 @@ def test_processes_sharing_a_file_lose_no_compare_and_set_update(
     assert changes.updated == [("shared", 121, shared.incarnation)]
     assert changes.complete
     opened.close()
+
+
+# -- edges found by mutating storage/ ----------------------------------------
+# Each test below failed on a mutant of storage/ that the tests above let
+# through (a code line changed, the suite still green).
+
+
+def _raw(path: Path) -> sqlite3.Connection:
+    return sqlite3.connect(path, isolation_level=None)
+
+
+# S08: close() must retry the checkpoint a ScrubIncomplete left pending
+def test_close_empties_the_wal_a_busy_erasure_left(tmp_path: Path) -> None:
+    path = tmp_path / "p.db"
+    secret = "tenant-closed-before-retry-kq9"
+    first = SQLiteStorage(path, busy_timeout=0.2)
+    create(first, secret, profile(common_intents=[f"intent-of-{secret}"]))
+    second = SQLiteStorage(path)  # keeps the WAL from being removed on close
+    try:
+        reader = _raw(path)
+        reader.execute("BEGIN")
+        reader.execute("SELECT count(*) FROM sqlite_master").fetchall()
+        with pytest.raises(ScrubIncomplete):
+            first.commit([Change(secret, None, 0, 0, force=True)])
+        reader.execute("COMMIT")
+        reader.close()
+        first.close()  # no later commit: close is the only retry
+        everything = b"".join(_files(tmp_path).values())
+        assert f"intent-of-{secret}".encode() not in everything
+        assert secret.encode() not in everything
+    finally:
+        second.close()
+
+
+# S12: a statement error inside the transaction must be rolled back
+def test_a_statement_error_mid_commit_is_rolled_back_and_releases_the_lock(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "p.db"
+    opened = SQLiteStorage(path, busy_timeout=0.2)
+    try:
+        opened._db().setlimit(sqlite3.SQLITE_LIMIT_LENGTH, 500)  # a real limit
+        big = profile(tool_usage_frequency={f"t{n}-{'x' * 150}": 0.1 for n in range(5)})
+        with pytest.raises(StorageError, match="nothing was written"):
+            opened.commit([Change("small", profile(), 0, 0), Change("big", big, 0, 0)])
+        other = _raw(path)
+        other.execute("PRAGMA busy_timeout = 200")
+        other.execute("BEGIN IMMEDIATE")  # the write lock is free again
+        other.execute("ROLLBACK")
+        other.close()
+        assert opened.load("small") is None
+        create(opened, "small")
+    finally:
+        opened.close()
+
+
+# S13: a non-sqlite exception inside the transaction (damaged row met on a conflict)
+def test_a_damaged_row_met_mid_commit_rolls_back_and_releases_the_lock(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "p.db"
+    opened = SQLiteStorage(path, busy_timeout=0.2)
+    try:
+        create(opened, "acme")
+        raw = _raw(path)
+        table = storage.sqlite._table("acme")
+        raw.execute(f"UPDATE {table} SET dna = x'00' WHERE tenant_id = 'acme'")
+        raw.close()
+        with pytest.raises(StorageError, match="'acme'"):
+            opened.commit(
+                [Change("first", profile(), 0, 0), Change("acme", profile(), 7, 7)]
+            )
+        assert opened.load("first") is None
+        other = _raw(path)
+        other.execute("PRAGMA busy_timeout = 200")
+        other.execute("BEGIN IMMEDIATE")
+        other.execute("ROLLBACK")
+        other.close()
+    finally:
+        opened.close()
+
+
+# S16: base (0, X != 0) is not "absent": it conflicts
+def test_a_change_based_on_version_0_with_an_incarnation_conflicts(
+    backend: Storage,
+) -> None:
+    assert backend.commit([Change("acme", profile(), 0, 12345)]) == [Conflict(None)]
+    assert backend.count() == 0
+
+
+# S22: restore is a commit: the cursor moves past it
+def test_restore_moves_the_cursor(backend: Storage) -> None:
+    before = backend.cursor()
+    backend.restore([("acme", Record(profile(), 3, 77))])
+    assert [t for t, _, _ in backend.changes_since(before).updated] == ["acme"]
+    assert backend.changes_since(backend.cursor()).updated == []
+
+
+# S24, S28: a foreign WAL database whose table is only in its -wal (owner killed)
+def test_a_foreign_wal_database_left_by_a_killed_owner_is_left_unchanged(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "app.db"
+    code = (
+        "import sqlite3, os, sys\n"
+        "c = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
+        "c.execute('PRAGMA journal_mode = WAL')\n"
+        "c.execute('PRAGMA user_version = 7')\n"
+        "c.execute('PRAGMA wal_checkpoint(TRUNCATE)')\n"
+        "c.execute('PRAGMA wal_autocheckpoint = 0')\n"
+        "c.execute('CREATE TABLE invoices (id INTEGER PRIMARY KEY, total REAL)')\n"
+        "os.kill(os.getpid(), 9)\n"
+    )
+    subprocess.run(
+        [sys.executable, "-c", code, str(path)], check=False, timeout=CHILD_TIMEOUT
+    )
+
+    def kept() -> dict[str, bytes]:  # -shm is an index SQLite rebuilds: not compared
+        return {n: b for n, b in _files(tmp_path).items() if not n.endswith("-shm")}
+
+    before = kept()
+    assert "app.db-wal" in before
+    with pytest.raises(StorageError, match="invoices"):
+        SQLiteStorage(path)
+    assert kept() == before
+
+
+# S27: an incomplete schema is refused, untouched
+def test_a_database_missing_one_of_our_tables_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "p.db"
+    SQLiteStorage(path).close()
+    raw = _raw(path)
+    raw.execute("DROP TABLE tenant_dna_profiles_07")
+    raw.close()
+    before = _files(tmp_path)
+    with pytest.raises(StorageError, match="incomplete"):
+        SQLiteStorage(path)
+    assert _files(tmp_path) == before
+
+
+# S30, S31: check() reports a row in the wrong shard and a wrong counter
+def test_check_reports_a_misplaced_row_and_a_wrong_counter(tmp_path: Path) -> None:
+    path = tmp_path / "p.db"
+    opened = SQLiteStorage(path)
+    try:
+        create(opened, "acme")
+        home = storage.sqlite._table("acme")
+        elsewhere = next(t for t in storage.sqlite._TABLES if t != home)
+        raw = _raw(path)
+        raw.execute(f"INSERT INTO {elsewhere} SELECT * FROM {home}")
+        raw.execute(f"DELETE FROM {home}")
+        raw.close()
+        problems = opened.check()
+        assert any("not its table" in p for p in problems), problems
+        raw = _raw(path)
+        raw.execute(f"INSERT INTO {home} SELECT * FROM {elsewhere}")
+        raw.execute(f"DELETE FROM {elsewhere}")
+        raw.execute("UPDATE tenant_dna_meta SET value = 5 WHERE key = 'tenants'")
+        raw.close()
+        problems = opened.check()
+        assert any("counter says 5" in p for p in problems), problems
+    finally:
+        opened.close()
+
+
+# S32: a shard holding more than one batch is scanned whole
+def test_scan_reads_every_batch_of_a_full_shard(tmp_path: Path) -> None:
+    opened = SQLiteStorage(tmp_path / "p.db")
+    try:
+        names = _same_table(15)
+        opened.commit([Change(n, profile(), 0, 0) for n in names])
+        assert [t for t, _ in opened.scan(batch=7)] == sorted(names)
+        assert [t for t, _ in opened.scan(batch=5)] == sorted(names)
+    finally:
+        opened.close()
+
+
+# M06: a commit refused for a collision leaves no claim behind
+def test_a_collision_leaves_the_other_tenants_writable() -> None:
+    opened = MemoryStorage()
+    other = opened.clone()
+    create(opened, "b")
+    entered, release = threading.Event(), threading.Event()
+
+    def slow(dna: TenantDNA) -> TenantDNA:
+        entered.set()
+        release.wait(CHILD_TIMEOUT)
+        return dna
+
+    worker = threading.Thread(
+        target=opened.commit, args=([Change("b", profile(1), 9, 9, rebase=slow)],)
+    )
+    worker.start()
+    assert entered.wait(CHILD_TIMEOUT)
+    with pytest.raises(StorageError, match="'b'"):
+        other.commit([Change("a", profile(), 0, 0), Change("b", profile(), 0, 0)])
+    release.set()
+    worker.join(timeout=CHILD_TIMEOUT)
+    create(other, "a")  # 'a' was not left claimed
+
+
+# P01, P03, P06: the packing fast path refuses what check_profile refuses
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"common_intents": ["x" * 201]},
+        {"tool_usage_frequency": {"y" * 201: 0.5}},
+        {"peak_hours": [3, 3]},
+        {"tool_usage_frequency": {"a": 1.5}},
+    ],
+)
+def test_the_packing_refuses_what_check_profile_refuses(
+    backend: Storage, fields: dict[str, Any]
+) -> None:
+    with pytest.raises(InvalidDNA, match="'acme'"):
+        backend.commit([Change("acme", profile(**fields), 0, 0)])
+    assert backend.count() == 0
+
+
+# P02: a tier code one past the last is a damaged record, not an IndexError
+def test_a_tier_code_past_the_last_is_reported_naming_the_tenant(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "p.db"
+    opened = SQLiteStorage(path)
+    try:
+        create(opened, "acme")
+        raw = _raw(path)
+        table = storage.sqlite._table("acme")
+        (blob,) = raw.execute(f"SELECT dna FROM {table}").fetchone()
+        form_at = storage._packed._BODY.size - 4
+        bad = blob[:form_at] + bytes([len(TIERS)]) + blob[form_at + 1 :]
+        raw.execute(f"UPDATE {table} SET dna = ?", (bad,))
+        raw.close()
+        with pytest.raises(StorageError, match="'acme'"):
+            opened.load("acme")
+        assert len(opened.check()) == 1
+    finally:
+        opened.close()
+
+
+# P04: the packed format is pinned (files written before an upgrade still load)
+def test_the_packed_format_is_pinned() -> None:
+    dna = TenantDNA(
+        tool_usage_frequency={"ab": 0.5},
+        common_intents=["cd"],
+        peak_hours=[9],
+        last_updated=1.0,
+    )
+    golden = bytes.fromhex(
+        "000000000000e03fd007000000000000333333333333d33f000000000000f03f"
+        "01010101000000000000e03f096162006364"
+    )
+    assert storage._packed.encode("t", dna) == golden
+    assert storage._packed.decode_checked("t", golden) == dna
+
+
+# R01: restoring the version the live life has now is a new life too
+def test_restore_of_the_current_version_with_other_content_is_a_new_life(
+    backend: Storage,
+) -> None:
+    first = create(backend, "acme", profile(1))
+    backend.restore([("acme", Record(profile(99), 1, first.incarnation))])
+    restored = backend.load("acme")
+    assert restored is not None
+    assert restored.incarnation != first.incarnation
+
+
+# R02: a stale erasure conflicts even if it carries a rebase
+def test_a_stale_erasure_with_a_rebase_conflicts(backend: Storage) -> None:
+    first = create(backend, "acme", profile(1))
+    write(backend, "acme", profile(2))
+    (outcome,) = backend.commit(
+        [Change("acme", None, 1, first.incarnation, rebase=lambda d: d)]
+    )
+    assert isinstance(outcome, Conflict)
+    stored = backend.load("acme")
+    assert stored is not None
+    assert stored.version == 2
+
+
+# R03: a stored version 0 is damage
+def test_a_stored_version_0_is_reported(tmp_path: Path) -> None:
+    path = tmp_path / "p.db"
+    opened = SQLiteStorage(path)
+    try:
+        create(opened, "acme")
+        raw = _raw(path)
+        raw.execute(f"UPDATE {storage.sqlite._table('acme')} SET version = 0")
+        raw.close()
+        with pytest.raises(StorageError, match="'acme'"):
+            opened.load("acme")
+    finally:
+        opened.close()
+
+
+# R04: a schema-1 JSON row nested past the recursion limit is damage, named
+def test_a_deeply_nested_json_row_is_reported_naming_the_tenant(tmp_path: Path) -> None:
+    path = tmp_path / "p.db"
+    opened = SQLiteStorage(path)
+    try:
+        create(opened, "acme")
+        raw = _raw(path)
+        raw.execute(
+            f"UPDATE {storage.sqlite._table('acme')} SET dna = ?", ("[" * 100_000,)
+        )
+        raw.close()
+        with pytest.raises(StorageError, match="'acme'"):
+            opened.load("acme")
+    finally:
+        opened.close()
+
+
+# S26: processes creating one fresh file at once all open it
+def test_processes_creating_one_file_at_once_all_open_it(tmp_path: Path) -> None:
+    code = (
+        "import sys, time\n"
+        "from storage import SQLiteStorage\n"
+        "start = float(sys.argv[2])\n"
+        "time.sleep(max(0.0, start - time.time()))\n"
+        "SQLiteStorage(sys.argv[1]).close()\n"
+    )
+    for round_ in range(2):
+        path = tmp_path / f"fresh-{round_}.db"
+        start = str(time.time() + 1.0)
+        children = [
+            subprocess.Popen(
+                [sys.executable, "-c", code, str(path), start],
+                cwd=ROOT,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for _ in range(6)
+        ]
+        errors = [c.communicate(timeout=CHILD_TIMEOUT)[1] for c in children]
+        assert [c.returncode for c in children] == [0] * 6, errors
+
+
+def test_a_new_file_another_connection_holds_locked_is_opened_once_it_lets_go(
+    tmp_path: Path,
+) -> None:
+    # Turning the file to WAL needs its lock, and SQLite said "database is
+    # locked" at once instead of waiting the busy timeout: two processes
+    # opening one new file at the same moment, and one failed.
+    path = tmp_path / "fresh.db"
+    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    holder.execute("BEGIN IMMEDIATE")  # a writer at work on the new file
+    let_go = threading.Timer(0.3, holder.execute, ("ROLLBACK",))
+    let_go.start()
+    try:
+        opened = SQLiteStorage(path, busy_timeout=CHILD_TIMEOUT)
+        try:
+            create(opened, "acme")
+            assert opened.count() == 1
+        finally:
+            opened.close()
+    finally:
+        let_go.join(timeout=CHILD_TIMEOUT)
+        holder.close()
