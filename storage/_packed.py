@@ -157,10 +157,12 @@ def encode(tenant_id: str, dna: TenantDNA) -> bytes:
     field and the tenant, ``TypeError`` for anything but a ``TenantDNA``.
     """
     check_tenant_id(tenant_id)
-    return _encoded(tenant_id, dna)
+    return encode_stored(tenant_id, dna)
 
 
-def _encoded(tenant_id: str, dna: TenantDNA) -> bytes:
+def encode_stored(tenant_id: str, dna: TenantDNA) -> bytes:
+    """``dna`` packed as :func:`encode` packs it, for a tenant already stored
+    (whatever its id: one stored before the id rule was as strict)."""
     packed = _pack(dna)
     if packed is None:
         # Not canonical: invalid (this raises), or valid in other types.
@@ -230,7 +232,7 @@ def check_round_trip(tenant_id: str, dna: TenantDNA, value: bytes, at: int = 0) 
     ``check_profile`` refuses; ``ValueError`` naming the tenant for a valid
     profile packed otherwise (a duplicate tool name, bytes left over).
     """
-    if _encoded(tenant_id, dna) != value[at:]:
+    if encode_stored(tenant_id, dna) != value[at:]:
         msg = f"tenant {tenant_id!r}: the record does not round-trip"
         raise ValueError(msg)
 

@@ -108,7 +108,7 @@ from storage._base import (
     Storage,
     StorageError,
 )
-from storage._packed import decode_checked, encode
+from storage._packed import decode_checked, encode, encode_stored
 from storage._records import (
     checked_ids,
     new_incarnation,
@@ -427,7 +427,7 @@ class PostgresStorage(Storage):
                             f"{SCHEMA_VERSION} stopped, nothing was changed"
                         )
                         raise StorageError(msg) from error
-                    values += (tenant_id, encode(tenant_id, record.dna))
+                    values += (tenant_id, encode_stored(tenant_id, record.dna))
                 connection.execute(
                     f"UPDATE {_PROFILES} AS p SET packed = u.packed "
                     f"FROM (VALUES {', '.join([row] * len(batch))}) "
