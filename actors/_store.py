@@ -478,6 +478,11 @@ class TenantDNAStore:
             cell.post(operation, context)
         except pykka.ActorDeadError:
             raise StoreClosed("the store is closed") from None
+        if context.buffered and context.places.empty():
+            # It took the last place. The writer may hold the change whose
+            # place was just given back to it (it came while there was room):
+            # callers waiting now have told it already, and it must commit.
+            tell_writer(context, ("flush",))
         return operation  # its own future
 
     def _ask(self, message: tuple[str, ...]) -> Any:

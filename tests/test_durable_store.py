@@ -1286,3 +1286,78 @@ def test_a_change_waiting_for_room_held_back_in_a_cell_is_not_left_for_the_tick(
         assert done.wait(60), "the third change waited for the next tick"
         store.flush()
         assert sessions_applied(store.get("t")) == 3
+
+
+class _LateTaker:
+    """A store's places, whose blocking takers get their place only once
+    ``ready`` is set: the window between a place given back and a waiting
+    caller taking it, held open."""
+
+    def __init__(self, places: Any, ready: threading.Event) -> None:
+        self.places = places
+        self.ready = ready
+
+    def get(self, block: bool = True, timeout: float | None = None) -> None:
+        if block:
+            assert self.ready.wait(CHILD_TIMEOUT)
+        self.places.get(block, timeout)
+
+    def put(self, item: None) -> None:
+        self.places.put(item)
+
+    def empty(self) -> bool:
+        return bool(self.places.empty())
+
+    def qsize(self) -> int:
+        return int(self.places.qsize())
+
+
+def test_callers_waiting_for_room_are_not_left_for_the_tick_by_a_place_given_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The first change's commit settles and gives its place back; the
+    # second's commit reaches the writer while that place is free, so the
+    # writer holds it. Then a waiting caller takes the place: the others
+    # told the writer when they began to wait, and nobody told it again.
+    from actors._writer import Writer
+
+    commits: list[str] = []
+    second = threading.Event()
+    on_receive = Writer.on_receive
+
+    def recording(writer: Writer, message: Any) -> None:
+        on_receive(writer, message)
+        if message[0] == "commit":
+            commits.append("commit")
+            if len(commits) == 2:
+                second.set()
+
+    monkeypatch.setattr(Writer, "on_receive", recording)
+    with TenantDNAStore(
+        tmp_path / "profiles.db",
+        durability="buffered",
+        flush_interval=600,
+        staleness=600,
+        max_queued=2,
+    ) as store:
+        store._context.places = _LateTaker(store._context.places, second)  # type: ignore[assignment]
+        store.update_from_session("t", PROBE, alpha=0.01)  # held by the writer
+        assert wait_for(lambda: commits == ["commit"], CHILD_TIMEOUT)
+        store.update_from_session("t", PROBE, alpha=0.01)  # behind it: no room
+        done: list[str] = []
+
+        def caller(name: str) -> None:
+            store.update_from_session("t", PROBE, alpha=0.01)
+            done.append(name)
+
+        callers = [
+            threading.Thread(target=caller, args=(name,), daemon=True)
+            for name in ("c1", "c2")
+        ]
+        for thread in callers:
+            thread.start()
+        for thread in callers:
+            thread.join(timeout=30)
+        assert sorted(done) == ["c1", "c2"], "a caller waited for the next tick"
+        store.flush()
+        assert sessions_applied(store.get("t")) == 4
