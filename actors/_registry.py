@@ -96,11 +96,13 @@ class Registry(pykka.ThreadingActor):
                 cell.draining = False
                 cell.suspect = True
         host = self._start(slot, cells)
-        # Wake-ups the lost actor never took are given again; a cell drained
-        # twice comes to no harm.
+        # Wake-ups the lost actor never took are given again, and so are
+        # cells it left work in: one it failed in the middle of (its mailbox
+        # drained, its changes pending and never sent) waited for another
+        # change to wake it. A cell drained twice comes to no harm.
         ready = self._context.ready[slot]
         for cell in cells:
-            if cell.mailbox or cell.scheduled:
+            if cell.mailbox or cell.scheduled or cell.suspect or cell.pending:
                 cell.scheduled = True
                 ready.append(cell)
         self._context.woken[slot] = True

@@ -1361,3 +1361,23 @@ def test_callers_waiting_for_room_are_not_left_for_the_tick_by_a_place_given_bac
         assert sorted(done) == ["c1", "c2"], "a caller waited for the next tick"
         store.flush()
         assert sessions_applied(store.get("t")) == 4
+
+
+def test_a_save_after_another_process_erased_the_tenant_is_written(
+    tmp_path: Path,
+) -> None:
+    # A save without an expected version overwrites whatever is stored: a
+    # tenant erased elsewhere meanwhile is created again by it. Computed as
+    # a change of the erased life, it was refused ("erased by another
+    # process").
+    path = tmp_path / "profiles.db"
+    with (
+        TenantDNAStore(path, staleness=120) as ours,
+        TenantDNAStore(path, staleness=120) as theirs,
+    ):
+        ours.update_from_session("t", {"intent": "before"})
+        theirs.delete("t")
+        ours.save("t", TenantDNA(avg_tokens_per_task=7))
+        assert ours.get_versioned("t").version == 1
+    stored = _stored(path, "t")
+    assert (stored.version, stored.dna.avg_tokens_per_task) == (1, 7)

@@ -21,6 +21,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pykka
@@ -32,7 +33,7 @@ from actors._context import Context
 from actors._future import Reply
 from actors._tenant import TenantActor
 from dna import TenantDNA
-from tests.conftest import PROBE, run_threads, sessions_applied
+from tests.conftest import PROBE, run_threads, sessions_applied, wait_for
 
 WAIT = 5.0  # seconds an answer may take before the caller counts as left waiting
 LINGER = 0.002  # seconds a hook holds a window open
@@ -243,3 +244,179 @@ def test_an_acknowledged_change_is_read_back_at_once(
 
         run_threads(4, work)
         assert sessions_applied(store.get("shared")) == 4 * calls
+
+
+# -- found by mutating actors/ -------------------------------------------------
+
+
+@pytest.fixture
+def held_actor(
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[tuple[threading.Event, threading.Event]]:
+    """Hold the actor that drains tenant "blocker" until ``release`` is set
+    (``held`` says it is held): what is posted meanwhile is drained together."""
+    drain_cell = TenantActor._drain_cell
+    held, release = threading.Event(), threading.Event()
+
+    def holding(actor: TenantActor, cell: TenantCell) -> None:
+        if cell.tenant_id == "blocker" and not release.is_set():
+            held.set()
+            assert release.wait(timeout=WAIT)
+        drain_cell(actor, cell)
+
+    monkeypatch.setattr(TenantActor, "_drain_cell", holding)
+    yield held, release
+    release.set()
+
+
+def test_an_update_drained_with_the_erasure_before_it_is_written_after_it(
+    held_actor: tuple[threading.Event, threading.Event],
+) -> None:
+    # An erasure ends a commit's batch: a change after it in the same drain
+    # starts a new life. Committed in the erasure's batch it was lost, and
+    # its caller got an AttributeError.
+    held, release = held_actor
+    with TenantDNAStore(max_active=1, exit_timeout=WAIT) as store:
+        store.update_from_session("t", {"intent": "old"})
+        store.update_from_session_async("blocker", PROBE)
+        assert held.wait(timeout=WAIT)
+        erased = store._submit_delete("t")
+        updated = store.update_from_session_async("t", {"intent": "new"})
+        release.set()
+        assert erased.get(timeout=WAIT) is None
+        assert updated.get(timeout=WAIT).common_intents == ["new"]
+        assert store.get("t").common_intents == ["new"]
+        assert store.get_versioned("t").version == 1  # a new life
+        assert store.count == 2
+
+
+def test_an_update_half_applied_by_an_actor_that_died_is_not_committed(
+    held_actor: tuple[threading.Event, threading.Event],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The actor failed in the middle of the second update, its working
+    # profile already changed by it. The actor that takes the tenant over
+    # must build the profile again from what is committed and what is
+    # pending (the first update only), not commit the half-done one.
+    import actors._tenant
+
+    held, release = held_actor
+    pend = actors._tenant._pend
+    failed: list[bool] = []
+
+    def failing(cell: TenantCell, operation: Any) -> None:
+        working = cell.working
+        if (
+            not failed
+            and isinstance(working, TenantDNA)
+            and "two" in working.common_intents
+        ):
+            failed.append(True)
+            raise RuntimeError("the actor fails half-way")
+        pend(cell, operation)
+
+    monkeypatch.setattr(actors._tenant, "_pend", failing)
+    with TenantDNAStore(max_active=1, exit_timeout=WAIT) as store:
+        store.update_from_session_async("blocker", PROBE)
+        assert held.wait(timeout=WAIT)
+        first = store.update_from_session_async("t", {"intent": "one"})
+        second = store.update_from_session_async("t", {"intent": "two"})
+        release.set()
+        with pytest.raises(RuntimeError, match="half-way"):
+            second.get(timeout=WAIT)
+        assert first.get(timeout=WAIT).common_intents == ["one"]
+        store.flush(timeout=WAIT)
+        assert failed == [True]
+        assert store.get("t").common_intents == ["one"]
+        assert store.stats().actors_replaced == 1
+
+
+def test_a_failed_load_gives_its_change_place_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A change whose tenant could not be read was answered with the error but
+    # kept its place of max_queued: with max_queued=1 the next change waited
+    # for room forever.
+    from storage import SQLiteStorage, StorageError
+
+    load = SQLiteStorage.load
+    failures: list[str] = []
+
+    def failing_once(storage: SQLiteStorage, tenant_id: str) -> Any:
+        if not failures:
+            failures.append(tenant_id)
+            raise StorageError("disk I/O error")
+        return load(storage, tenant_id)
+
+    monkeypatch.setattr(SQLiteStorage, "load", failing_once)
+    with TenantDNAStore(tmp_path / "p.db", max_queued=1, exit_timeout=WAIT) as store:
+        with pytest.raises(StorageError):
+            store.update_from_session("t", PROBE, alpha=0.01)
+        answered: list[TenantDNA] = []
+        second = threading.Thread(
+            target=lambda: answered.append(
+                store.update_from_session("t", PROBE, alpha=0.01)
+            ),
+            daemon=True,
+        )
+        second.start()
+        second.join(timeout=WAIT)
+        assert [sessions_applied(dna) for dna in answered] == [1]
+        assert store.stats().changes_queued == 0
+
+
+def test_flush_waits_for_the_commit_of_a_change_drained_with_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The flush reached the tenant's mailbox behind the change (its wake-up
+    # was on its way), and both were drained together: the flush, met while
+    # the change was applied but not yet sent to storage, must wait for its
+    # commit, not answer at once because nothing was in flight.
+    from storage import SQLiteStorage
+
+    path = tmp_path / "p.db"
+    wake = Context.wake
+    commit = SQLiteStorage.commit
+    held, release = threading.Event(), threading.Event()
+
+    def held_wake(context: Context, cell: Any) -> None:
+        if threading.current_thread().name == "poster":
+            held.set()
+            assert release.wait(timeout=WAIT)
+        wake(context, cell)
+
+    def slow_commit(storage: SQLiteStorage, changes: Any) -> Any:
+        time.sleep(0.3)  # a flush that does not wait returns meanwhile
+        return commit(storage, changes)
+
+    monkeypatch.setattr(Context, "wake", held_wake)
+    with TenantDNAStore(path, exit_timeout=WAIT) as store:
+        store.update_from_session("busy", PROBE, alpha=0.01)
+        monkeypatch.setattr(SQLiteStorage, "commit", slow_commit)
+        poster = threading.Thread(
+            target=store.update_from_session_async,
+            args=("late", PROBE, 0.01),
+            name="poster",
+        )
+        poster.start()
+        assert held.wait(timeout=WAIT)
+        stored: list[bool] = []
+
+        def flush() -> None:
+            store.flush(timeout=WAIT)
+            reader = SQLiteStorage(path)
+            try:
+                stored.append(reader.load("late") is not None)
+            finally:
+                reader.close()
+
+        flusher = threading.Thread(target=flush, name="flusher")
+        flusher.start()
+        # The flush reaches the slot's actor first, and goes into the
+        # tenant's mailbox behind the change.
+        late = store._directory["late"]
+        assert wait_for(lambda: len(late) == 2, WAIT)
+        release.set()
+        poster.join(timeout=WAIT)
+        flusher.join(timeout=WAIT)
+        assert stored == [True]
