@@ -249,39 +249,48 @@ class TenantActor(pykka.ThreadingActor):
         """Apply the cell's mailbox up to its end."""
         mailbox = cell.mailbox
         operation: Operation | None = None
+        taken: list[Operation] = []
         try:
             while mailbox:
-                operation = mailbox.popleft()
-                kind = type(operation)
-                if kind is Update:
-                    self._apply(cell, operation)
-                elif kind is Settle:
-                    assert isinstance(operation, Settle)
-                    self._settle(cell, operation.outcome, operation.scrub)
-                elif kind is Flush:
-                    self._flush(cell, operation)
-                elif kind is Refresh:
-                    assert isinstance(operation, Refresh)
-                    self._refresh(cell, operation)
-                elif kind is Resubmit:
-                    # Sent again only if the writer of now never had it: a
-                    # change committed twice would be rebased on itself.
-                    if (
-                        cell.in_flight is not None
-                        and cell.change is not None
-                        and cell.sent_to is not self._context.writer
-                    ):
-                        self._send(cell, cell.change, urgent=True)
-                else:
-                    self._apply(cell, operation)
+                # The head of the mailbox, taken in two steps each atomic
+                # under the GIL: what callers append meanwhile stays.
+                taken = mailbox[:]
+                del mailbox[: len(taken)]
+                for operation in taken:
+                    kind = type(operation)
+                    if kind is Update:
+                        self._apply(cell, operation)
+                    elif kind is Settle:
+                        assert isinstance(operation, Settle)
+                        self._settle(cell, operation.outcome, operation.scrub)
+                    elif kind is Flush:
+                        self._flush(cell, operation)
+                    elif kind is Refresh:
+                        assert isinstance(operation, Refresh)
+                        self._refresh(cell, operation)
+                    elif kind is Resubmit:
+                        # Sent again only if the writer of now never had it: a
+                        # change committed twice would be rebased on itself.
+                        if (
+                            cell.in_flight is not None
+                            and cell.change is not None
+                            and cell.sent_to is not self._context.writer
+                        ):
+                            self._send(cell, cell.change, urgent=True)
+                    else:
+                        self._apply(cell, operation)
+                taken = []
             operation = None
             self._submit(cell)
             if self._context.buffered:
                 self._answer_applied(cell)
         except BaseException as error:
             # Not expected; the operation in hand is answered, the cell's
-            # state is rebuilt by whichever actor drains it next.
+            # state is rebuilt by whichever actor drains it next, and the
+            # operations taken with it and not reached go back to the head.
             cell.suspect = True
+            if taken and operation is not None:
+                mailbox[0:0] = taken[taken.index(operation) + 1 :]
             if (
                 operation is not None
                 and not operation.future.done

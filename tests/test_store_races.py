@@ -297,7 +297,8 @@ def test_an_update_half_applied_by_an_actor_that_died_is_not_committed(
     # The actor failed in the middle of the second update, its working
     # profile already changed by it. The actor that takes the tenant over
     # must build the profile again from what is committed and what is
-    # pending (the first update only), not commit the half-done one.
+    # pending (the first update only), not commit the half-done one; and
+    # apply the third, taken from the mailbox with them.
     import actors._tenant
 
     held, release = held_actor
@@ -321,13 +322,16 @@ def test_an_update_half_applied_by_an_actor_that_died_is_not_committed(
         assert held.wait(timeout=WAIT)
         first = store.update_from_session_async("t", {"intent": "one"})
         second = store.update_from_session_async("t", {"intent": "two"})
+        third = store.update_from_session_async("t", {"intent": "three"})
         release.set()
         with pytest.raises(RuntimeError, match="half-way"):
             second.get(timeout=WAIT)
         assert first.get(timeout=WAIT).common_intents == ["one"]
+        # Drained with them, after the failure: applied by the next actor.
+        assert third.get(timeout=WAIT).common_intents == ["one", "three"]
         store.flush(timeout=WAIT)
         assert failed == [True]
-        assert store.get("t").common_intents == ["one"]
+        assert store.get("t").common_intents == ["one", "three"]
         assert store.stats().actors_replaced == 1
 
 
