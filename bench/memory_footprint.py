@@ -1,12 +1,15 @@
-"""Resident memory per tenant stored in ``MemoryStorage``, at a given population.
+"""Resident memory per tenant stored in memory, at a given population.
 
 Run it in a fresh process (it measures its own RSS)::
 
     python -m bench.memory_footprint --tenants 1000000
+    python -m bench.memory_footprint --tenants 1000000 --store
 
 It stores ``--tenants`` typical profiles (6 tools, 6 peak hours, 4 intents,
 drawn from the benchmark's catalogue in ``bench.workload``), one commit per
-tenant as the in-memory store does, and prints the growth of the process's
+tenant as the in-memory store does (``--store``: through ``TenantDNAStore()``
+itself, ``save`` by ``save``, with its default ``max_resident`` of them held
+as objects, or ``--max-resident``), and prints the growth of the process's
 resident memory divided by the tenants stored: RSS read from
 ``/proc/self/statm`` before and after, each time after ``gc.collect()`` and
 glibc's ``malloc_trim(0)``. The profiles are drawn one at a time, so only the
@@ -76,21 +79,40 @@ def typical_profile(rng: random.Random) -> TenantDNA:
     )
 
 
-def measure(tenants: int, seed: int = 1) -> Footprint:
-    """Store ``tenants`` typical profiles in a new ``MemoryStorage``; measure RSS."""
+def measure(
+    tenants: int, seed: int = 1, *, store: bool = False, max_resident: int | None = None
+) -> Footprint:
+    """Store ``tenants`` typical profiles in a new ``MemoryStorage`` (or a new
+    in-memory ``TenantDNAStore``, holding ``max_resident`` of them as objects,
+    its default if ``None``); measure RSS."""
     if tenants < 1:
         msg = f"tenants: expected at least 1, got {tenants}"
         raise ValueError(msg)
     rng = random.Random(seed)
-    storage = MemoryStorage()
-    before = rss_bytes()
-    started = time.perf_counter()
-    for rank in range(tenants):
-        storage.commit([Change(f"tenant-{rank:05d}", typical_profile(rng), 0, 0)])
-    seconds = time.perf_counter() - started
-    after = rss_bytes()
-    if storage.count() != tenants:  # pragma: no cover - a broken backend
-        msg = f"stored {storage.count()} tenants, expected {tenants}"
+    if store:
+        from actors import TenantDNAStore
+
+        options = {} if max_resident is None else {"max_resident": max_resident}
+        with TenantDNAStore(**options) as opened:
+            before = rss_bytes()
+            started = time.perf_counter()
+            for rank in range(tenants):
+                opened.save(f"tenant-{rank:05d}", typical_profile(rng))
+            opened.flush()
+            seconds = time.perf_counter() - started
+            after = rss_bytes()
+            stored = opened.stats().tenants
+    else:
+        storage = MemoryStorage()
+        before = rss_bytes()
+        started = time.perf_counter()
+        for rank in range(tenants):
+            storage.commit([Change(f"tenant-{rank:05d}", typical_profile(rng), 0, 0)])
+        seconds = time.perf_counter() - started
+        after = rss_bytes()
+        stored = storage.count()
+    if stored != tenants:  # pragma: no cover - a broken backend
+        msg = f"stored {stored} tenants, expected {tenants}"
         raise AssertionError(msg)
     return Footprint(tenants, before, after, seconds)
 
@@ -102,11 +124,27 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--tenants", type=int, default=1_000_000)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--store",
+        action="store_true",
+        help="store through TenantDNAStore() (default: MemoryStorage alone)",
+    )
+    parser.add_argument(
+        "--max-resident",
+        type=int,
+        default=None,
+        help="with --store: profiles held as objects (default: the store's)",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     arguments = parser.parse_args(argv)
     if arguments.tenants < 1:
         parser.error("--tenants: expected at least 1")
-    footprint = measure(arguments.tenants, arguments.seed)
+    footprint = measure(
+        arguments.tenants,
+        arguments.seed,
+        store=arguments.store,
+        max_resident=arguments.max_resident,
+    )
     if arguments.json:
         print(
             json.dumps(
