@@ -294,11 +294,9 @@ def test_a_damaged_record_is_reported_naming_the_tenant() -> None:
 # -- memory --------------------------------------------------------------------
 
 
-def test_rss_per_tenant_of_the_in_memory_store_is_at_most_600_bytes() -> None:
-    # The store itself, with a tenth of its tenants held as objects, as its
-    # default max_resident holds at 1,000,000 (where it measures ~525 bytes
-    # each: python -m bench.memory_footprint --store). A cell was a deque,
-    # 928 bytes idle: ~615 bytes a tenant at 1,000,000.
+def _footprint(*options: str) -> dict[str, Any]:
+    """``python -m bench.memory_footprint`` on 50,000 tenants, in a fresh
+    process; its figures."""
     result = subprocess.run(
         [
             sys.executable,
@@ -306,9 +304,7 @@ def test_rss_per_tenant_of_the_in_memory_store_is_at_most_600_bytes() -> None:
             "bench.memory_footprint",
             "--tenants",
             "50000",
-            "--store",
-            "--max-resident",
-            "5000",
+            *options,
             "--json",
         ],
         cwd=ROOT,
@@ -318,31 +314,23 @@ def test_rss_per_tenant_of_the_in_memory_store_is_at_most_600_bytes() -> None:
         check=False,
     )
     assert result.returncode == 0, result.stderr
-    figures = json.loads(result.stdout)
+    figures: dict[str, Any] = json.loads(result.stdout)
     assert figures["tenants"] == 50_000
+    return figures
+
+
+def test_rss_per_tenant_of_the_in_memory_store_is_at_most_600_bytes() -> None:
+    # The store itself, with a tenth of its tenants held as objects, as its
+    # default max_resident holds at 1,000,000 (where it measures ~525 bytes
+    # each: python -m bench.memory_footprint --store; 596 while a cell was a
+    # deque, 928 bytes idle).
+    figures = _footprint("--store", "--max-resident", "5000")
     assert 0 < figures["bytes_per_tenant"] <= MAX_BYTES_PER_TENANT, figures
 
 
 def test_rss_per_stored_tenant_is_at_most_600_bytes() -> None:
     # 50,000 typical tenants in a fresh process; 1,000,000 take ~15 s and
     # measure ~370 bytes each (python -m bench.memory_footprint).
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bench.memory_footprint",
-            "--tenants",
-            "50000",
-            "--json",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=CHILD_TIMEOUT,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    figures = json.loads(result.stdout)
-    assert figures["tenants"] == 50_000
+    figures = _footprint()
     assert 0 < figures["bytes_per_tenant"] <= MAX_BYTES_PER_TENANT, figures
     assert math.isfinite(figures["seconds"])
