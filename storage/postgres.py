@@ -199,23 +199,38 @@ def _normalised(url: str) -> str:
     return url
 
 
-def _redacted(url: str) -> tuple[str, str]:
-    """The URL without its password, and the password (``""``: none)."""
+def _redacted(url: str) -> tuple[str, tuple[str, ...]]:
+    """The URL without its password, and every form of the password an error
+    may quote (none: no password), longest first.
+
+    libpq quotes a password as written in the URL when an escape in it is
+    bad, and decoded otherwise: both forms are hidden.
+    """
     parts = urllib.parse.urlsplit(url)
-    password = parts.password or ""
+    written: list[str] = []
     netloc = parts.netloc
     if "@" in netloc:
         userinfo, _, hosts = netloc.rpartition("@")
-        netloc = f"{userinfo.partition(':')[0]}@{hosts}"
+        user, colon, password = userinfo.partition(":")
+        if colon:
+            written.append(password)
+        netloc = f"{user}@{hosts}"
+    for pair in parts.query.split("&"):
+        key, _, value = pair.partition("=")
+        if urllib.parse.unquote_plus(key) == "password":
+            written.append(value)
     query = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
-    for key, value in query:
-        if key == "password":
-            password = password or value
     kept = urllib.parse.urlencode([(k, v) for k, v in query if k != "password"])
     shown = urllib.parse.urlunsplit(
         (parts.scheme, netloc, parts.path, kept, parts.fragment)
     )
-    return shown, urllib.parse.unquote(password)
+    forms = {
+        form
+        for raw in written
+        for form in (raw, urllib.parse.unquote(raw), urllib.parse.unquote_plus(raw))
+        if form
+    }
+    return shown, tuple(sorted(forms, key=len, reverse=True))
 
 
 def _configure(connection: psycopg.Connection[Any]) -> None:
@@ -340,7 +355,7 @@ class PostgresStorage(Storage):
             msg = f"pool_size: expected an int >= 1, got {pool_size!r}"
             raise ValueError(msg)
         self.url = _normalised(url)
-        self.name, self._password = _redacted(self.url)
+        self.name, self._secrets = _redacted(self.url)
         self.connect_timeout = connect_timeout
         self.pool_size = pool_size
         self._kwargs: dict[str, Any] = {
@@ -363,7 +378,9 @@ class PostgresStorage(Storage):
 
     def _describe(self, error: BaseException) -> str:
         text = " ".join(str(error).split()) or type(error).__name__
-        return text.replace(self._password, "***") if self._password else text
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        return text
 
     def _error(self, what: str, error: BaseException) -> StorageError:
         return StorageError(f"{self.name}: {what} failed: {self._describe(error)}")
@@ -915,7 +932,9 @@ class PostgresStorage(Storage):
         Raises ``ValueError`` for a version below 1 or an incarnation outside
         ``1 .. 2**63 - 1`` and ``dna.InvalidDNA`` for an invalid profile, each
         naming the tenant; then nothing is written. A tenant given twice
-        takes its last record.
+        takes its last record. Like :meth:`commit`, a restore whose COMMIT
+        reply was lost asks the server whether it was written
+        (:class:`CommitOutcomeUnknown` if it cannot say in time).
         """
         self._open()
         self._check_ids(tenant_id for tenant_id, _ in records)
@@ -925,61 +944,84 @@ class PostgresStorage(Storage):
         }
         if not rows:
             return
-        with (
-            self._connection(
-                f"restoring {len(rows)} record(s), nothing was written"
-            ) as connection,
-            connection.transaction(),
-        ):
-            # Rows replaced (locked, in one order) and lives erased: see
-            # restored_incarnation.
-            present = {
-                tenant_id: (version, incarnation)
-                for tenant_id, version, incarnation in connection.execute(
-                    f"SELECT tenant_id, version, incarnation FROM {_PROFILES} "
-                    "WHERE tenant_id = ANY(%s::text[]) ORDER BY tenant_id FOR UPDATE",
-                    (sorted(rows),),
+        what = f"restoring {len(rows)} record(s)"
+        try:
+            with self._connection(f"{what}, nothing was written") as connection:
+                self._restore_once(connection, rows)
+        except _CommitLost as lost:
+            # Its COMMIT went out and no answer came back: the server says.
+            self._settle(what, lost)
+
+    def _restore_once(
+        self, connection: psycopg.Connection[Any], rows: dict[str, _Stored]
+    ) -> None:
+        xid = ""
+        committing = False
+        try:
+            with connection.transaction():
+                ((xid,),) = connection.execute(
+                    "SELECT pg_current_xact_id()::text"
                 ).fetchall()
-            }
-            erased = {
-                incarnation
-                for (incarnation,) in connection.execute(
-                    f"SELECT incarnation FROM {_ERASURES}"
-                ).fetchall()
-            }
-            ordered = [
+                self._restore_rows(connection, rows)
+                committing = True  # the block's end sends COMMIT
+        except psycopg.OperationalError as error:
+            if committing and xid and connection.broken:
+                raise _CommitLost(xid, [], error) from error
+            raise
+
+    @staticmethod
+    def _restore_rows(
+        connection: psycopg.Connection[Any], rows: dict[str, _Stored]
+    ) -> None:
+        # Rows replaced (locked, in one order) and lives erased: see
+        # restored_incarnation.
+        present = {
+            tenant_id: (version, incarnation)
+            for tenant_id, version, incarnation in connection.execute(
+                f"SELECT tenant_id, version, incarnation FROM {_PROFILES} "
+                "WHERE tenant_id = ANY(%s::text[]) ORDER BY tenant_id FOR UPDATE",
+                (sorted(rows),),
+            ).fetchall()
+        }
+        erased = {
+            incarnation
+            for (incarnation,) in connection.execute(
+                f"SELECT incarnation FROM {_ERASURES}"
+            ).fetchall()
+        }
+        ordered = [
+            (
+                tenant_id,
                 (
-                    tenant_id,
-                    (
-                        version,
-                        restored_incarnation(
-                            version, given, present.get(tenant_id), erased
-                        ),
-                        body,
+                    version,
+                    restored_incarnation(
+                        version, given, present.get(tenant_id), erased
                     ),
-                )
-                for tenant_id, (version, given, body) in sorted(rows.items())
-            ]
-            payload = _payload(
-                [(tenant_id, stored[0], stored[1]) for tenant_id, stored in ordered],
-                [],
-            )
-            connection.execute(
-                f"INSERT INTO {_PROFILES} (tenant_id, version, incarnation, xid, dna) "
-                f"SELECT u.tenant_id, u.version, u.incarnation, {_XID}, u.dna "
-                "FROM unnest(%s::text[], %s::bigint[], %s::bigint[], %s::bytea[]) "
-                "WITH ORDINALITY AS u(tenant_id, version, incarnation, dna, n) "
-                "ORDER BY u.n ON CONFLICT (tenant_id) DO UPDATE SET "
-                "version = excluded.version, incarnation = excluded.incarnation, "
-                "xid = excluded.xid, dna = excluded.dna",
-                (
-                    [tenant_id for tenant_id, _ in ordered],
-                    [stored[0] for _, stored in ordered],
-                    [stored[1] for _, stored in ordered],
-                    [stored[2] for _, stored in ordered],
+                    body,
                 ),
             )
-            connection.execute("SELECT pg_notify(%s, %s)", (CHANNEL, payload))
+            for tenant_id, (version, given, body) in sorted(rows.items())
+        ]
+        payload = _payload(
+            [(tenant_id, stored[0], stored[1]) for tenant_id, stored in ordered],
+            [],
+        )
+        connection.execute(
+            f"INSERT INTO {_PROFILES} (tenant_id, version, incarnation, xid, dna) "
+            f"SELECT u.tenant_id, u.version, u.incarnation, {_XID}, u.dna "
+            "FROM unnest(%s::text[], %s::bigint[], %s::bigint[], %s::bytea[]) "
+            "WITH ORDINALITY AS u(tenant_id, version, incarnation, dna, n) "
+            "ORDER BY u.n ON CONFLICT (tenant_id) DO UPDATE SET "
+            "version = excluded.version, incarnation = excluded.incarnation, "
+            "xid = excluded.xid, dna = excluded.dna",
+            (
+                [tenant_id for tenant_id, _ in ordered],
+                [stored[0] for _, stored in ordered],
+                [stored[1] for _, stored in ordered],
+                [stored[2] for _, stored in ordered],
+            ),
+        )
+        connection.execute("SELECT pg_notify(%s, %s)", (CHANNEL, payload))
 
     def cursor(self) -> int:
         """The oldest transaction still running: every one before it has ended."""
@@ -1043,7 +1085,7 @@ class PostgresStorage(Storage):
         clone = PostgresStorage.__new__(PostgresStorage)
         clone.url = self.url
         clone.name = self.name
-        clone._password = self._password
+        clone._secrets = self._secrets
         clone.connect_timeout = self.connect_timeout
         clone.pool_size = self.pool_size
         clone._kwargs = self._kwargs
