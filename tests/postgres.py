@@ -22,8 +22,10 @@ import secrets
 import subprocess
 import sys
 import threading
+import time
 import urllib.parse
 from collections.abc import Iterator
+from typing import Any
 
 import psycopg
 import pytest
@@ -63,8 +65,29 @@ def with_database(url: str, database: str) -> str:
 
 def reset(url: str) -> None:
     """Empty the database: every table of the tests and of tenant-dna goes."""
-    with psycopg.connect(url, autocommit=True, connect_timeout=10) as connection:
+    with connect_raw(url) as connection:
         connection.execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public")
+
+
+def connect_raw(url: str) -> psycopg.Connection[Any]:
+    """A plain connection of our own, in autocommit."""
+    return psycopg.connect(url, autocommit=True, connect_timeout=10)
+
+
+def wait_for_lock_waiter(url: str) -> None:
+    """Until a session of this database waits for a lock.
+
+    Asked on a connection of its own, outside any transaction: within one,
+    PostgreSQL shows the same snapshot of pg_stat_activity throughout.
+    """
+    deadline = time.monotonic() + TIMEOUT
+    with connect_raw(url) as watcher:
+        while not watcher.execute(
+            "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+            "AND datname = current_database()"
+        ).fetchall():
+            assert time.monotonic() < deadline, "nobody ever waited for the lock"
+            time.sleep(0.01)
 
 
 @pytest.fixture(scope="session")

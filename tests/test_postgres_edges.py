@@ -31,30 +31,17 @@ from storage import (
     Record,
     StorageError,
 )
-from tests.postgres import TIMEOUT, postgres_storage, postgres_url, reset
+from tests.postgres import (
+    TIMEOUT,
+    connect_raw,
+    postgres_storage,
+    postgres_url,
+    reset,
+    wait_for_lock_waiter,
+)
 from tests.test_storage import create, erase, profile
 
 __all__ = ["postgres_storage", "postgres_url"]  # fixtures, used by name
-
-
-def _raw(url: str) -> psycopg.Connection[Any]:
-    return psycopg.connect(url, autocommit=True, connect_timeout=10)
-
-
-def _wait_for_lock_waiter(url: str) -> None:
-    """Until a session of this database waits for a lock.
-
-    Asked on a connection of its own, outside any transaction: within one,
-    PostgreSQL shows the same snapshot of pg_stat_activity throughout.
-    """
-    deadline = time.monotonic() + TIMEOUT
-    with _raw(url) as watcher:
-        while not watcher.execute(
-            "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-            "AND datname = current_database()"
-        ).fetchall():
-            assert time.monotonic() < deadline, "nobody ever waited for the lock"
-            time.sleep(0.01)
 
 
 class _Thread(threading.Thread):
@@ -173,7 +160,7 @@ def test_the_erasure_log_keeps_exactly_the_last_erasures(
     for n in range(6):
         lives.append(create(postgres_storage, f"tenant-{n}").incarnation)
         erase(postgres_storage, f"tenant-{n}")
-    with _raw(postgres_url) as raw:
+    with connect_raw(postgres_url) as raw:
         kept = raw.execute(
             "SELECT incarnation FROM tenant_dna_erasures ORDER BY id"
         ).fetchall()
@@ -237,7 +224,7 @@ def test_a_lost_commit_still_in_progress_is_unknown_after_connect_timeout(
 ) -> None:
     reset(postgres_url)
     opened = PostgresStorage(postgres_url, connect_timeout=0.5)
-    holder = _raw(postgres_url)
+    holder = connect_raw(postgres_url)
     try:
         holder.execute("BEGIN")
         ((xid,),) = holder.execute("SELECT pg_current_xact_id()::text").fetchall()
@@ -266,7 +253,7 @@ def test_a_commit_waiting_too_long_for_a_lock_fails_and_its_connection_is_clean(
     reset(postgres_url)
     monkeypatch.setattr(storage.postgres, "LOCK_TIMEOUT", 0.3)
     opened = PostgresStorage(postgres_url, pool_size=1)
-    holder = _raw(postgres_url)
+    holder = connect_raw(postgres_url)
     try:
         acme = create(opened, "acme")
         holder.execute("BEGIN")
@@ -290,7 +277,7 @@ def test_a_commit_waiting_too_long_for_a_lock_fails_and_its_connection_is_clean(
         # The pooled connection was given back clean: no transaction left
         # open (no lock held, nothing aborted).
         assert opened.load("globex") is None
-        with _raw(postgres_url) as other:
+        with connect_raw(postgres_url) as other:
             other.execute(
                 "SELECT * FROM tenant_dna_profiles FOR UPDATE NOWAIT"
             ).fetchall()
@@ -307,7 +294,7 @@ def test_a_tenant_created_by_another_transaction_meanwhile_conflicts(
     postgres_storage: PostgresStorage, postgres_url: str
 ) -> None:
     theirs = profile(5)
-    with _raw(postgres_url) as holder:
+    with connect_raw(postgres_url) as holder:
         holder.execute("BEGIN")
         holder.execute(
             "INSERT INTO tenant_dna_profiles (tenant_id, version, incarnation, xid, "
@@ -319,7 +306,7 @@ def test_a_tenant_created_by_another_transaction_meanwhile_conflicts(
         )
         committer.start()
         try:
-            _wait_for_lock_waiter(postgres_url)  # its INSERT waits for ours
+            wait_for_lock_waiter(postgres_url)  # its INSERT waits for ours
         finally:
             holder.execute("COMMIT")
         committer.join(TIMEOUT)
@@ -368,7 +355,7 @@ def test_every_connection_has_our_settings_whatever_the_server_defaults(
     )
     separator = "&" if "?" in postgres_url else "?"
     url = f"{postgres_url}{separator}options={urllib.parse.quote(options)}"
-    with _raw(url) as raw:  # the server's defaults for this session are others
+    with connect_raw(url) as raw:  # the server's defaults for this session are others
         assert raw.execute("SHOW synchronous_commit").fetchall() == [("off",)]
     opened = PostgresStorage(url)
     try:
@@ -408,7 +395,7 @@ def test_a_payload_of_8000_bytes_or_more_is_sent_as_stale(
         f"tenant-with-a-name-long-enough-to-fill-the-payload-{n:04d}"
         for n in range(100)
     ]
-    with _raw(postgres_url) as raw:
+    with connect_raw(postgres_url) as raw:
         raw.execute(f"LISTEN {storage.postgres.CHANNEL}")
         outcomes = postgres_storage.commit(
             [Change(name, profile(), 0, 0) for name in names]
@@ -449,11 +436,11 @@ def test_a_database_missing_one_of_our_tables_is_refused_and_left_unchanged(
     postgres_storage: PostgresStorage, postgres_url: str
 ) -> None:
     create(postgres_storage, "acme")
-    with _raw(postgres_url) as raw:
+    with connect_raw(postgres_url) as raw:
         raw.execute("DROP TABLE tenant_dna_erasures")
     with pytest.raises(StorageError, match=r"incomplete.*tenant_dna_erasures"):
         PostgresStorage(postgres_url)
-    with _raw(postgres_url) as raw:
+    with connect_raw(postgres_url) as raw:
         assert raw.execute("SELECT to_regclass('tenant_dna_erasures')").fetchone() == (
             None,
         )

@@ -38,10 +38,12 @@ from tests.conftest import run_threads
 from tests.postgres import (
     TIMEOUT,
     child,
+    connect_raw,
     pg_ctl,
     postgres_storage,
     postgres_url,
     reset,
+    wait_for_lock_waiter,
 )
 from tests.test_storage import create, erase, profile, write
 
@@ -79,10 +81,6 @@ def test_the_shared_suite_is_all_here() -> None:
 
 
 # -- opening -------------------------------------------------------------------
-
-
-def _raw(url: str) -> psycopg.Connection[Any]:
-    return psycopg.connect(url, autocommit=True, connect_timeout=10)
 
 
 def test_open_storage_gives_postgres_named_without_the_password(
@@ -134,7 +132,7 @@ def test_the_tables_are_created_once_by_processes_starting_together(
 
 def _contents(url: str) -> dict[str, list[tuple[Any, ...]]]:
     """Every row of every table, and the profile table's columns."""
-    with _raw(url) as raw:
+    with connect_raw(url) as raw:
         tables = sorted(
             name
             for (name,) in raw.execute(
@@ -162,7 +160,7 @@ def test_a_database_of_a_newer_or_impossible_schema_is_refused_and_left_unchange
     postgres_storage: PostgresStorage, postgres_url: str, version: int, refusal: str
 ) -> None:
     create(postgres_storage, "acme")
-    with _raw(postgres_url) as raw:
+    with connect_raw(postgres_url) as raw:
         raw.execute("UPDATE tenant_dna_schema SET version = %s", (version,))
     before = _contents(postgres_url)
     with pytest.raises(StorageError, match=refusal) as raised:
@@ -195,7 +193,7 @@ _SCHEMA_1 = (
 def _schema_1_database(url: str, rows: dict[str, tuple[int, int, str]]) -> None:
     """A fresh database of schema 1 holding ``rows``: version, incarnation, text."""
     reset(url)
-    with _raw(url) as raw, raw.transaction():
+    with connect_raw(url) as raw, raw.transaction():
         for statement in _SCHEMA_1:
             raw.execute(statement)
         for tenant_id, (version, incarnation, text) in rows.items():
@@ -325,12 +323,12 @@ def test_a_table_named_like_ours_that_is_not_ours_is_refused_and_left_alone(
     postgres_url: str,
 ) -> None:
     reset(postgres_url)
-    with _raw(postgres_url) as raw:
+    with connect_raw(postgres_url) as raw:
         raw.execute("CREATE TABLE tenant_dna_profiles (id int)")
         raw.execute("INSERT INTO tenant_dna_profiles VALUES (42)")
     with pytest.raises(StorageError, match=r"tenant_dna_profiles.*did not create"):
         PostgresStorage(postgres_url)
-    with _raw(postgres_url) as raw:
+    with connect_raw(postgres_url) as raw:
         assert raw.execute("SELECT * FROM tenant_dna_profiles").fetchall() == [(42,)]
         assert raw.execute("SELECT to_regclass('tenant_dna_schema')").fetchone() == (
             None,
@@ -339,7 +337,7 @@ def test_a_table_named_like_ours_that_is_not_ours_is_refused_and_left_alone(
 
 def test_other_tables_of_the_database_are_left_alone(postgres_url: str) -> None:
     reset(postgres_url)
-    with _raw(postgres_url) as raw:
+    with connect_raw(postgres_url) as raw:
         raw.execute("CREATE TABLE invoices (id int)")
     opened = PostgresStorage(postgres_url)
     try:
@@ -373,7 +371,7 @@ def test_a_damaged_stored_profile_is_reported_naming_the_tenant(
         postgres_storage, "acme", profile(tool_usage_frequency=tools, peak_hours=[9])
     )
     globex = create(postgres_storage, "globex", profile(tool_usage_frequency=tools))
-    with _raw(postgres_url) as raw:
+    with connect_raw(postgres_url) as raw:
         ((value,),) = raw.execute(
             "SELECT dna FROM tenant_dna_profiles WHERE tenant_id = 'acme'"
         ).fetchall()
@@ -417,7 +415,7 @@ def test_erasure_leaves_no_row_and_the_log_keeps_no_tenant_id(
     old = create(postgres_storage, secret, profile(common_intents=intents(secret)))
     create(postgres_storage, "kept", profile(common_intents=intents("kept")))
     erase(postgres_storage, secret)
-    with _raw(postgres_url) as raw:
+    with connect_raw(postgres_url) as raw:
         tables = [
             name
             for (name,) in raw.execute(
@@ -497,7 +495,7 @@ def test_a_commit_that_writes_nothing_announces_nothing(
 
 
 def _notifications(url: str) -> psycopg.Connection[Any]:
-    raw = _raw(url)
+    raw = connect_raw(url)
     raw.execute(f"LISTEN {storage.postgres.CHANNEL}")
     return raw
 
@@ -596,7 +594,7 @@ def test_a_commit_whose_connection_is_killed_fails_whole_and_the_next_succeeds(
 ) -> None:
     acme = create(postgres_storage, "acme", profile(1))
     results: list[object] = []
-    with _raw(postgres_url) as holder:
+    with connect_raw(postgres_url) as holder:
         holder.execute("BEGIN")
         holder.execute(
             "SELECT * FROM tenant_dna_profiles WHERE tenant_id = 'acme' FOR UPDATE"
@@ -650,7 +648,7 @@ def test_a_rebase_runs_on_the_row_as_the_commit_holding_its_lock_left_it(
         dna.tool_usage_frequency["a"] += 0.125
         return dna
 
-    with _raw(postgres_url) as holder:
+    with connect_raw(postgres_url) as holder:
         # Another process's commit, between its write and its COMMIT.
         holder.execute("BEGIN")
         holder.execute(
@@ -667,13 +665,7 @@ def test_a_rebase_runs_on_the_row_as_the_commit_holding_its_lock_left_it(
             )
         )
         committer.start()
-        deadline = time.monotonic() + TIMEOUT
-        while not holder.execute(
-            "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-            "AND datname = current_database()"
-        ).fetchall():
-            assert time.monotonic() < deadline, "the commit never waited for the lock"
-            time.sleep(0.01)
+        wait_for_lock_waiter(postgres_url)
         holder.execute("COMMIT")
         committer.join(timeout=TIMEOUT)
     expected = profile(2, tool_usage_frequency={"a": 0.625})
@@ -685,7 +677,7 @@ def test_a_commit_whose_reply_was_lost_is_settled_by_the_server(
     postgres_storage: PostgresStorage, postgres_url: str
 ) -> None:
     outcomes: list[Any] = [Committed(1, 5)]
-    with _raw(postgres_url) as raw:
+    with connect_raw(postgres_url) as raw:
         with raw.transaction():
             raw.execute("CREATE TEMP TABLE t (x int)")
             ((kept,),) = raw.execute("SELECT pg_current_xact_id()::text").fetchall()

@@ -154,6 +154,35 @@ def test_flush_waits_for_a_change_its_actor_is_applying(
             assert sessions_applied(store.get(tenant)) == before + 1, f"round {round_}"
 
 
+class HeldPoster:
+    """A thread posting an update of tenant "late", held after it took the
+    cell's wake-up token and before it puts the cell on the ready queue."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.held = threading.Event()
+        self.release = threading.Event()
+        wake = Context.wake
+
+        def held_wake(context: Context, cell: Any) -> None:
+            if threading.current_thread().name == "poster":
+                self.held.set()
+                assert self.release.wait(timeout=WAIT)
+            wake(context, cell)
+
+        monkeypatch.setattr(Context, "wake", held_wake)
+
+    def start(self, store: TenantDNAStore) -> threading.Thread:
+        """Post; return once the poster is held."""
+        poster = threading.Thread(
+            target=store.update_from_session_async,
+            args=("late", PROBE, 0.01),
+            name="poster",
+        )
+        poster.start()
+        assert self.held.wait(timeout=WAIT)
+        return poster
+
+
 def test_flush_waits_for_a_change_whose_wake_up_is_on_its_way(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -161,26 +190,11 @@ def test_flush_waits_for_a_change_whose_wake_up_is_on_its_way(
     # held before it puts the cell on its slot's ready queue. A flush asked
     # meanwhile reaches the slot's actor before the cell does; it must still
     # wait for that change, and returns once it is applied.
-    wake = Context.wake
-    held = threading.Event()
-    release = threading.Event()
-
-    def held_wake(context: Context, cell: Any) -> None:
-        if threading.current_thread().name == "poster":
-            held.set()
-            assert release.wait(timeout=WAIT)
-        wake(context, cell)
-
-    monkeypatch.setattr(Context, "wake", held_wake)
+    held_poster = HeldPoster(monkeypatch)
+    release = held_poster.release
     with TenantDNAStore(exit_timeout=WAIT) as store:
         store.update_from_session("busy", PROBE, alpha=0.01)  # an actor runs
-        poster = threading.Thread(
-            target=store.update_from_session_async,
-            args=("late", PROBE, 0.01),
-            name="poster",
-        )
-        poster.start()
-        assert held.wait(timeout=WAIT)
+        poster = held_poster.start(store)
         seen: list[int] = []
         flushed = threading.Event()
 
@@ -379,31 +393,18 @@ def test_flush_waits_for_the_commit_of_a_change_drained_with_it(
     from storage import SQLiteStorage
 
     path = tmp_path / "p.db"
-    wake = Context.wake
     commit = SQLiteStorage.commit
-    held, release = threading.Event(), threading.Event()
-
-    def held_wake(context: Context, cell: Any) -> None:
-        if threading.current_thread().name == "poster":
-            held.set()
-            assert release.wait(timeout=WAIT)
-        wake(context, cell)
+    held_poster = HeldPoster(monkeypatch)
+    release = held_poster.release
 
     def slow_commit(storage: SQLiteStorage, changes: Any) -> Any:
         time.sleep(0.3)  # a flush that does not wait returns meanwhile
         return commit(storage, changes)
 
-    monkeypatch.setattr(Context, "wake", held_wake)
     with TenantDNAStore(path, exit_timeout=WAIT) as store:
         store.update_from_session("busy", PROBE, alpha=0.01)
         monkeypatch.setattr(SQLiteStorage, "commit", slow_commit)
-        poster = threading.Thread(
-            target=store.update_from_session_async,
-            args=("late", PROBE, 0.01),
-            name="poster",
-        )
-        poster.start()
-        assert held.wait(timeout=WAIT)
+        poster = held_poster.start(store)
         stored: list[bool] = []
 
         def flush() -> None:
