@@ -8,6 +8,7 @@ from actors._store import (
     DEFAULT_MAX_ACTIVE,
     DEFAULT_MAX_QUEUED,
     DEFAULT_MAX_RESIDENT,
+    MIN_DEFAULT_QUEUED,
     SERVER_MAX_ACTIVE,
     TenantDNAStore,
 )
@@ -17,6 +18,7 @@ __all__ = [
     "DEFAULT_MAX_ACTIVE",
     "DEFAULT_MAX_QUEUED",
     "DEFAULT_MAX_RESIDENT",
+    "MIN_DEFAULT_QUEUED",
     "SERVER_MAX_ACTIVE",
     "AsyncTenantDNAStore",
     "InvalidTenantId",

@@ -33,6 +33,7 @@ from actors import (
     TenantDNAStore,
     VersionConflict,
 )
+from actors import _store as actors_store
 from actors._future import TURN
 from dna import InvalidSessionMetrics, TenantDNA
 from tests.conftest import PROBE, SEED_SESSION, learned, sessions_applied, wait_for
@@ -614,6 +615,44 @@ def test_a_thread_past_max_queued_waits_for_room_and_nothing_is_dropped(
         results = [future.get(timeout=WAIT) for future in submitted]
         assert sorted(sessions_applied(r) for r in results) == list(range(1, 31))
         assert sessions_applied(store.get("acme")) == 30
+    assert not gate.timed_out
+
+
+@pytest.mark.parametrize(
+    ("max_resident", "cap", "expected"),
+    [(1, 100_000, 1_000), (2_500, 100_000, 2_500), (5_000, 1_500, 1_500)],
+)
+def test_max_queued_defaults_to_max_resident_within_its_bounds(
+    monkeypatch: pytest.MonkeyPatch, max_resident: int, cap: int, expected: int
+) -> None:
+    # A change in flight holds its tenant in memory: by default no more are
+    # in flight than may be resident (at least 1,000, at most the cap).
+    monkeypatch.setattr(actors_store, "DEFAULT_MAX_QUEUED", cap)
+    gate = Gate(monkeypatch)
+    submitted: list[Any] = []
+    with TenantDNAStore(max_resident=max_resident) as store:
+
+        def submit() -> None:
+            for index in range(expected + 5):
+                submitted.append(
+                    store.update_from_session_async(f"t{index}", PROBE, 0.01)
+                )
+
+        submitter = threading.Thread(target=submit)
+        try:
+            submitter.start()
+            assert gate.entered.wait(timeout=WAIT)
+            assert wait_for(lambda: len(submitted) == expected, WAIT)
+            submitter.join(timeout=0.1)
+            assert submitter.is_alive()
+            assert len(submitted) == expected
+            assert store.stats().changes_queued == expected
+        finally:
+            gate.release()
+        submitter.join(timeout=WAIT)
+        assert not submitter.is_alive()
+        assert all(future.get(timeout=WAIT) for future in submitted)
+        assert store.count == expected + 5
     assert not gate.timed_out
 
 
