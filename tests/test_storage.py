@@ -699,6 +699,33 @@ def _files(folder: Path) -> dict[str, bytes]:
     return {path.name: path.read_bytes() for path in sorted(folder.iterdir())}
 
 
+def test_every_connection_sets_the_pragmas_it_relies_on(tmp_path: Path) -> None:
+    # Build defaults differ between machines: each is set, on every clone too.
+    # The cache is per connection, and a store has one per reading thread.
+    expected = {
+        "journal_mode": "wal",
+        "synchronous": 2,  # FULL
+        "secure_delete": 1,
+        "temp_store": 2,  # MEMORY
+        "mmap_size": 0,
+        "cache_size": -1024,  # KiB
+        "trusted_schema": 0,
+    }
+    first = SQLiteStorage(tmp_path / "p.db")
+    clone = first.clone()
+    try:
+        for backend in (first, clone):
+            connection = backend._db()
+            found = {
+                name: connection.execute(f"PRAGMA {name}").fetchone()[0]
+                for name in expected
+            }
+            assert found == expected
+    finally:
+        clone.close()
+        first.close()
+
+
 def test_a_file_whose_name_is_not_utf_8_opens_again(tmp_path: Path) -> None:
     path = Path(os.fsdecode(os.fsencode(tmp_path) + b"/\xff\xfe.db"))
     create_in = SQLiteStorage(path)
