@@ -45,7 +45,7 @@ class Reply(pykka.Future[T], Generic[T]):
     handed to the loop with ``call_soon_threadsafe`` when it is set.
     """
 
-    __slots__ = ("_awaiting", "_copied", "_exc_info", "_value")
+    __slots__ = ("_awaiting", "_exc_info", "_make", "_value")
 
     # pykka.Future's own state, as class defaults: its __init__ would give
     # every reply an instance dict and an object of its own, which a store
@@ -57,7 +57,7 @@ class Reply(pykka.Future[T], Generic[T]):
     def __init__(self) -> None:  # pykka.Future.__init__ is left out: see above
         self._value: Any = _PENDING
         self._exc_info: Any = None
-        self._copied = False
+        self._make: Callable[[Any], Any] | None = None
         self._awaiting: list[Any] | None = None
 
     @property
@@ -79,7 +79,8 @@ class Reply(pykka.Future[T], Generic[T]):
                 signal.put(None)
         if self._exc_info is not None:
             raise self._exc_info[1].with_traceback(self._exc_info[2])
-        value: T = self._value.copy() if self._copied else self._value
+        make = self._make
+        value: T = self._value if make is None else make(self._value)
         return value
 
     def set(self, value: Any | None = None) -> None:
@@ -93,9 +94,13 @@ class Reply(pykka.Future[T], Generic[T]):
 
         For a value that others share and must never see mutated.
         """
+        self.set_made(value, _copy)
+
+    def set_made(self, value: Any, make: Callable[[Any], Any]) -> None:
+        """Resolve to ``make(value)``, made afresh by every ``get()``."""
         if self._value is not _PENDING:
             raise queue.Full
-        self._copied = True
+        self._make = make
         self._value = value
         self._notify()
 
@@ -171,6 +176,10 @@ class Reply(pykka.Future[T], Generic[T]):
                 inbox.put(waiter)
             yield from waiter.__await__()
         return self.get(timeout=0)
+
+
+def _copy(value: Any) -> Any:
+    return value.copy()
 
 
 def _derived(hook: Callable[[float | None], Any]) -> Reply[Any]:

@@ -22,6 +22,7 @@ from actors._cell import (
     UNKNOWN,
     Delete,
     Flush,
+    Frozen,
     Operation,
     Pending,
     Refresh,
@@ -32,6 +33,8 @@ from actors._cell import (
     TenantCell,
     Update,
     Versioned,
+    freeze,
+    thaw,
 )
 from actors._context import WAKE
 from actors._future import Reply
@@ -345,7 +348,7 @@ class TenantActor(pykka.ThreadingActor):
             cell.working = None if start is None else start.copy()
         latest = cell.latest
         if latest is not None:
-            latest.answer = None if cell.working is None else cell.working.copy()
+            latest.answer = None if cell.working is None else freeze(cell.working)
             cell.latest = None
         operation.failure = None
         kind = type(operation)
@@ -725,7 +728,7 @@ class TenantActor(pykka.ThreadingActor):
                 elif operation.answer is PENDING:
                     future.set(None)
                 else:
-                    future.set(operation.answer)
+                    _give(future, operation.answer)
             if operation.counted:
                 operation.counted = False
                 release()
@@ -740,23 +743,45 @@ class TenantActor(pykka.ThreadingActor):
         if cell.pending or cell.in_flight is not None:
             version = _logical_version(cell)
             cell.published = None if snapshot is None else Versioned(snapshot, version)
+        # The answers keep the snapshot frozen, not the published profile,
+        # which the next drain replaces (see freeze); made only if asked for.
+        frozen: Frozen | None = None
         in_flight = None if cell.change is None else cell.change.dna
-        for operations, latest in (
-            (cell.in_flight or [], in_flight),
-            (cell.pending, snapshot),
+        for operations, pending in (
+            (cell.in_flight or NO_OPERATIONS, False),
+            (cell.pending, True),
         ):
-            for operation in operations:
-                if type(operation) in (Update, Save) and not operation.future.done:
-                    if operation.failure is not None:
-                        error = operation.failure
-                        operation.future.set_exception((type(error), error, None))
-                    elif operation.answer is LATEST:
-                        operation.future.set_copied(latest)
-                    else:
-                        operation.future.set(operation.answer)
+            # Each drain answers what it applied, in order: the answered
+            # changes are the head of each list, the others its tail (a drain
+            # that failed before answering left its own there too). Only the
+            # tail is read: a tenant with thousands of changes waiting for a
+            # tick is not read through again on every drain.
+            start = len(operations)
+            while start and not (
+                type(operations[start - 1]) in (Update, Save)
+                and operations[start - 1].future.done
+            ):
+                start -= 1
+            for operation in operations[start:]:
+                future = operation.future
+                if type(operation) not in (Update, Save) or future.done:
+                    continue
+                if operation.failure is not None:
+                    error = operation.failure
+                    future.set_exception((type(error), error, None))
+                elif operation.answer is LATEST and not pending:
+                    _give(future, in_flight)
+                elif operation.answer is LATEST:
+                    if frozen is None and snapshot is not None:
+                        frozen = freeze(snapshot)
+                    _give(future, frozen)
+                else:
+                    _give(future, operation.answer)
         if cell.latest is not None:
             # Its answer went out with the snapshot; later changes copy anew.
-            cell.latest.answer = snapshot
+            if frozen is None and snapshot is not None:
+                frozen = freeze(snapshot)
+            cell.latest.answer = frozen
             cell.latest = None
 
     def _events(self, cell: TenantCell, batch: list[Operation], version: int) -> None:
@@ -804,16 +829,16 @@ class Rebase:
 
     def __init__(self, updates: list[Update]) -> None:
         self._updates = updates
-        self._answers: list[TenantDNA | None] = []
+        self._answers: list[Frozen | None] = []
 
     def __call__(self, dna: TenantDNA) -> TenantDNA:
-        answers: list[TenantDNA | None] = []
+        answers: list[Frozen | None] = []
         last = self._updates[-1]
         for update in self._updates:
             dna.apply_session(update.session, update.alpha)
             # Buffered: answered when applied, so no copy is needed.
             wanted = update is not last and not update.future.done
-            answers.append(dna.copy() if wanted else None)
+            answers.append(freeze(dna) if wanted else None)
         self._answers = answers
         return dna
 
@@ -821,6 +846,17 @@ class Rebase:
         for update, answer in zip(self._updates, self._answers, strict=True):
             if not update.future.done:
                 update.answer = LATEST if answer is None else answer
+
+
+def _give(future: Reply[Any], answer: Any) -> None:
+    """Resolve ``future`` to ``answer``: a profile of its own, or frozen, thawed
+    by each ``get()``; a profile shared with others is copied by each."""
+    if type(answer) is tuple:
+        future.set_made(answer, thaw)
+    elif type(answer) is TenantDNA:
+        future.set_copied(answer)
+    else:
+        future.set(answer)
 
 
 def _rebase(batch: list[Operation]) -> Rebase | None:
