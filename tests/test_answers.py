@@ -13,10 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
 
 from actors import TenantDNAStore
+from actors._cell import freeze, thaw
 from dna import TenantDNA
 from tests.conftest import SEED_SESSION, sessions_applied, wait_for
+from tests.strategies import profiles
 
 WAIT = 10.0
 
@@ -151,3 +154,18 @@ def test_changes_a_failed_drain_left_unanswered_are_answered_by_the_next(
         assert store.stats().actors_replaced == 1
         store.flush(timeout=WAIT)
         assert sessions_applied(store.get("acme")) == 5
+
+
+@given(profiles)
+def test_a_frozen_answer_thaws_to_an_equal_profile_sharing_nothing(
+    data: dict[str, Any],
+) -> None:
+    dna = TenantDNA.from_dict(data)
+    frozen = freeze(dna)
+    first, second = thaw(frozen), thaw(frozen)
+    assert first == dna
+    assert second == dna
+    assert first.tool_usage_frequency is not second.tool_usage_frequency
+    assert first.peak_hours is not second.peak_hours
+    assert first.common_intents is not second.common_intents
+    assert list(first.tool_usage_frequency) == list(dna.tool_usage_frequency)
