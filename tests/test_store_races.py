@@ -20,7 +20,7 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -230,18 +230,20 @@ def test_an_acknowledged_change_is_read_back_at_once(
 ) -> None:
     # The actor lingers after answering each caller: a caller that reads back
     # at once must find the snapshot published already.
-    set_copied = Reply.set_copied
+    set_made = Reply.set_made  # set_copied's too
     set_value = Reply.set
 
-    def set_copied_then_linger(reply: Reply[Any], value: Any) -> None:
-        set_copied(reply, value)
+    def set_made_then_linger(
+        reply: Reply[Any], value: Any, make: Callable[[Any], Any]
+    ) -> None:
+        set_made(reply, value, make)
         time.sleep(LINGER)
 
     def set_then_linger(reply: Reply[Any], value: Any = None) -> None:
         set_value(reply, value)
         time.sleep(LINGER)
 
-    monkeypatch.setattr(Reply, "set_copied", set_copied_then_linger)
+    monkeypatch.setattr(Reply, "set_made", set_made_then_linger)
     monkeypatch.setattr(Reply, "set", set_then_linger)
     calls = 12
     with TenantDNAStore(exit_timeout=WAIT) as store:
