@@ -104,6 +104,25 @@ def thaw(frozen: Frozen) -> TenantDNA:
     )
 
 
+def settle_profile(dna: TenantDNA) -> TenantDNA:
+    """``dna``, become the committed profile a cell keeps: its lists as tuples.
+
+    A committed profile is never changed again: every change starts from a
+    copy, and every reader gets one (``TenantDNA.copy`` makes lists again).
+    Held as tuples, its hours and intents leave the garbage collector's lists
+    at its first look, and a resident tenant is three objects every full
+    collection visits (its cell, its record, its profile) instead of five: a
+    store holds 100,000 of them by default, and a flood of first touches
+    spent a third of its time in full collections.
+    """
+    hours, intents = dna.peak_hours, dna.common_intents
+    if type(hours) is list:
+        dna.peak_hours = tuple(hours)  # type: ignore[assignment]  # see above
+    if type(intents) is list:
+        dna.common_intents = tuple(intents)  # type: ignore[assignment]
+    return dna
+
+
 PENDING: Any = object()
 """An operation's answer before it was decided."""
 

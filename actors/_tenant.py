@@ -34,6 +34,7 @@ from actors._cell import (
     Update,
     Versioned,
     freeze,
+    settle_profile,
     thaw,
 )
 from actors._context import WAKE
@@ -309,6 +310,8 @@ class TenantActor(pykka.ThreadingActor):
 
     def _load(self, cell: TenantCell) -> None:
         record = self._context.storage_here().load(cell.tenant_id)
+        if record is not None:
+            settle_profile(record.dna)
         cell.loaded = True
         cell.base = record
         cell.working = STALE
@@ -590,7 +593,9 @@ class TenantActor(pykka.ThreadingActor):
                     # Gone from memory before its eraser hears it is done.
                     self._retire(cell)
             else:
-                cell.base = Record(dna, outcome.version, outcome.incarnation)
+                cell.base = Record(
+                    settle_profile(dna), outcome.version, outcome.incarnation
+                )
                 if newer:
                     cell.published = None  # readers read storage
                 elif not self._context.buffered:

@@ -169,3 +169,47 @@ def test_a_frozen_answer_thaws_to_an_equal_profile_sharing_nothing(
     assert first.peak_hours is not second.peak_hours
     assert first.common_intents is not second.common_intents
     assert list(first.tool_usage_frequency) == list(dna.tool_usage_frequency)
+
+
+@pytest.mark.parametrize("kind", ["memory", "sqlite-commit", "sqlite-buffered"])
+def test_a_resident_tenant_is_three_objects_for_the_collector(
+    tmp_path: Path, kind: str
+) -> None:
+    # Every full collection visits every resident tenant: its cell, its
+    # record and its profile, and no more (the committed profile's hours and
+    # intents are kept as tuples, which the collector lets go of).
+    tenants = 2_000
+    with _store(kind, tmp_path) as store:
+        store.update_from_session("warm", SEED_SESSION)
+        store.flush(timeout=WAIT)
+        gc.collect()
+        before = len(gc.get_objects())
+        for n in range(tenants):
+            store.update_from_session_async(f"t{n}", SEED_SESSION)
+        store.flush(timeout=WAIT)
+        gc.collect()
+        per_tenant = (len(gc.get_objects()) - before) / tenants
+        assert store.stats().resident == tenants + 1
+        assert per_tenant <= 3.1
+
+
+@pytest.mark.parametrize("kind", ["memory", "sqlite-commit", "sqlite-buffered"])
+def test_every_profile_a_reader_gets_has_lists_of_its_own(
+    tmp_path: Path, kind: str
+) -> None:
+    with _store(kind, tmp_path) as store:
+        answers = [
+            store.update_from_session("acme", SEED_SESSION),
+            store.update_from_session_async("acme", SESSIONS[1]).get(timeout=WAIT),
+        ]
+        store.flush(timeout=WAIT)
+        answers += [store.get("acme"), store.get_versioned("acme").dna]
+        for answer in answers:
+            assert type(answer.peak_hours) is list
+            assert type(answer.common_intents) is list
+            answer.peak_hours.append(3)
+            answer.common_intents.append("mutated")
+        again = store.get("acme")
+        assert 3 not in again.peak_hours
+        assert "mutated" not in again.common_intents
+        assert again.peak_hours == [14, 1]
