@@ -575,3 +575,55 @@ def test_a_restore_whose_reply_is_lost_on_the_wire_is_found_written(
         assert opened.load("acme") == Record(profile(), 3, 77)
     finally:
         opened.close()
+
+
+def test_a_commit_whose_new_tenants_others_keep_creating_still_commits(
+    postgres_storage: PostgresStorage,
+    postgres_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Each attempt finds its tenants absent, and before it inserts them
+    # another process creates one: the attempt starts over, on one tenant
+    # fewer to create. Ten races in a row (more than the eight attempts a
+    # commit had) end in a commit, the raced tenants reported as conflicts.
+    tenants = [f"new-{n:02d}" for n in range(12)]
+    other = PostgresStorage(postgres_url)
+    write = PostgresStorage._write
+    raced: list[str] = []
+    creating: list[bool] = []
+
+    def racing(
+        connection: Any,
+        tenant_ids: list[str],
+        initial: dict[str, Any],
+        current: dict[str, Any],
+        erased: list[int],
+        *,
+        payload: str,
+    ) -> Any:
+        if len(raced) < 10 and not creating:
+            absent = [t for t in tenant_ids if t not in initial and current[t]]
+            raced.append(absent[0])
+            creating.append(True)  # the other's own commit is not raced
+            create(other, absent[0], profile(1))
+            creating.clear()
+        return write(connection, tenant_ids, initial, current, erased, payload=payload)
+
+    monkeypatch.setattr(PostgresStorage, "_write", staticmethod(racing))
+    try:
+        outcomes = postgres_storage.commit(
+            [Change(tenant, profile(2), 0, 0) for tenant in tenants]
+        )
+    finally:
+        other.close()
+    assert len(set(raced)) == 10
+    for tenant, outcome in zip(tenants, outcomes, strict=True):
+        stored = postgres_storage.load(tenant)
+        assert stored is not None
+        if tenant in raced:
+            assert isinstance(outcome, Conflict)
+            assert outcome.current == stored
+            assert stored.dna == profile(1)
+        else:
+            assert outcome == Committed(1, stored.incarnation)
+            assert stored.dna == profile(2)
