@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gc
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -38,13 +39,16 @@ def _store(kind: str, folder: Path) -> TenantDNAStore:
     )
 
 
-@pytest.mark.parametrize("kind", ["memory", "sqlite-commit", "sqlite-buffered"])
-def test_every_get_of_an_answer_is_a_profile_of_its_own(
-    tmp_path: Path, kind: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # The first update is held in its actor while four more are submitted,
-    # so those four are applied in one drain: each but the last is answered
-    # with a profile kept for it alone, the last with the latest one.
+def _one_drain(
+    store: TenantDNAStore,
+    monkeypatch: pytest.MonkeyPatch,
+    before_release: Callable[[], object] = lambda: None,
+) -> list[Any]:
+    """SESSIONS to "acme", fire-and-forget, all but the first in one drain.
+
+    The first update is held in its actor while the others are submitted;
+    ``before_release`` runs, then the first goes on and the rest follow it.
+    """
     held = threading.Event()
     go = threading.Event()
     apply_session = TenantDNA.apply_session
@@ -56,14 +60,25 @@ def test_every_get_of_an_answer_is_a_profile_of_its_own(
         apply_session(profile, session, alpha)
 
     monkeypatch.setattr(TenantDNA, "apply_session", gated)
+    futures = [store.update_from_session_async("acme", SESSIONS[0], 0.01)]
+    assert held.wait(timeout=WAIT)
+    futures += [
+        store.update_from_session_async("acme", session, 0.01)
+        for session in SESSIONS[1:]
+    ]
+    before_release()
+    go.set()
+    return futures
+
+
+@pytest.mark.parametrize("kind", ["memory", "sqlite-commit", "sqlite-buffered"])
+def test_every_get_of_an_answer_is_a_profile_of_its_own(
+    tmp_path: Path, kind: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Four updates applied in one drain: each but the last is answered with
+    # a profile kept for it alone, the last with the latest one.
     with _store(kind, tmp_path) as store:
-        futures = [store.update_from_session_async("acme", SESSIONS[0], 0.01)]
-        assert held.wait(timeout=WAIT)
-        futures += [
-            store.update_from_session_async("acme", session, 0.01)
-            for session in SESSIONS[1:]
-        ]
-        go.set()
+        futures = _one_drain(store, monkeypatch)
         answers = [future.get(timeout=WAIT) for future in futures]
         assert [sessions_applied(a) for a in answers] == [1, 2, 3, 4, 5]
         assert [a.peak_hours for a in answers] == [
@@ -129,26 +144,12 @@ def test_changes_a_failed_drain_left_unanswered_are_answered_by_the_next(
             raise RuntimeError("lost while answering")
         give(future, answer)
 
-    held = threading.Event()
-    go = threading.Event()
-    apply_session = TenantDNA.apply_session
-
-    def gated(profile: TenantDNA, session: Any, alpha: float = 0.2) -> None:
-        if not held.is_set():
-            held.set()
-            go.wait(timeout=WAIT)
-        apply_session(profile, session, alpha)
-
     with _store("sqlite-buffered", tmp_path) as store:
-        monkeypatch.setattr(TenantDNA, "apply_session", gated)
-        futures = [store.update_from_session_async("acme", SESSIONS[0], 0.01)]
-        assert held.wait(timeout=WAIT)
-        futures += [
-            store.update_from_session_async("acme", session, 0.01)
-            for session in SESSIONS[1:]
-        ]
-        monkeypatch.setattr(actors._tenant, "_give", failing)
-        go.set()
+        futures = _one_drain(
+            store,
+            monkeypatch,
+            lambda: monkeypatch.setattr(actors._tenant, "_give", failing),
+        )
         answers = [future.get(timeout=WAIT) for future in futures]
         assert [sessions_applied(a) for a in answers] == [1, 2, 3, 4, 5]
         assert store.stats().actors_replaced == 1
