@@ -209,7 +209,8 @@ class TenantDNAStore:
 
     def _read_stored(self, tenant_id: str) -> Versioned:
         """The tenant's stored profile, read in the calling thread."""
-        record = self._context.storage_here().load(_plain(tenant_id))
+        with self._context.reading() as storage:
+            record = storage.load(_plain(tenant_id))
         if record is None:
             return Versioned(TenantDNA(), 0)
         return Versioned(record.dna.copy(), record.version)
@@ -220,21 +221,25 @@ class TenantDNAStore:
         self._check_open()
         if self._context.buffered:
             self.flush()
-        return self._context.storage_here().count()
+        with self._context.reading() as storage:
+            return storage.count()
 
     def list_tenants(self) -> list[str]:
         """The ids of the tenants with stored DNA, sorted."""
         self._check_open()
         if self._context.buffered:
             self.flush()
-        return self._context.storage_here().tenants()
+        with self._context.reading() as storage:
+            return storage.tenants()
 
     def stats(self) -> StoreStats:
         """The store's figures now; cheap enough to call every second."""
         self._check_open()
         context = self._context
+        with context.reading() as storage:
+            tenants = storage.count()
         return StoreStats(
-            tenants=context.storage_here().count(),
+            tenants=tenants,
             resident=len(self._directory),
             active_actors=context.active,
             changes_queued=context.queued,

@@ -17,9 +17,11 @@ import pytest
 
 from actors import DEFAULT_MAX_ACTIVE, InvalidTenantId, StoreClosed, TenantDNAStore
 from actors._cell import TenantCell
+from actors._context import READERS
 from actors._tenant import TenantActor
 from dna import InvalidSessionMetrics, TenantDNA
-from tests.conftest import PROBE, SEED_SESSION, learned, sessions_applied
+from storage.sqlite import SQLiteStorage
+from tests.conftest import PROBE, SEED_SESSION, learned, sessions_applied, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -399,8 +401,53 @@ def test_threads_that_come_and_go_leave_no_connection_behind(
             reader.start()
             reader.join(timeout=10)
         gc.collect()
-        # This thread's and the writer's, not one per thread that ended.
-        assert len(store._context._clones) <= 2
+        # The actor's, the writer's and those the readers share, not one per
+        # thread that ended.
+        assert len(store._context._clones) <= 2 + READERS
+
+
+def test_callers_reading_storage_share_at_most_four_connections(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Eight threads read tenants not in memory at once, each read held in
+    # storage: four connections are in use, the other readers wait for one,
+    # and every read then completes, right.
+    wait = 10.0
+    path = tmp_path / "profiles.db"
+    with TenantDNAStore(path) as writer:
+        for n in range(8):
+            writer.save(f"t{n}", TenantDNA(avg_tokens_per_task=n))
+    load = SQLiteStorage.load
+    go = threading.Event()
+    inside: list[SQLiteStorage] = []
+
+    def held(storage: SQLiteStorage, tenant_id: str) -> Any:
+        inside.append(storage)
+        go.wait(timeout=wait)
+        return load(storage, tenant_id)
+
+    monkeypatch.setattr(SQLiteStorage, "load", held)
+    read: dict[int, int] = {}
+    with TenantDNAStore(path) as store:
+
+        def reader(n: int) -> None:
+            read[n] = store.get(f"t{n}").avg_tokens_per_task
+
+        threads = [threading.Thread(target=reader, args=(n,)) for n in range(8)]
+        try:
+            for thread in threads:
+                thread.start()
+            assert wait_for(lambda: len(inside) == READERS, wait)
+            threads[0].join(timeout=0.2)
+            assert len(inside) == READERS  # the others wait for a connection
+        finally:
+            go.set()
+        for thread in threads:
+            thread.join(timeout=wait)
+        assert not any(thread.is_alive() for thread in threads)
+        assert read == {n: n for n in range(8)}
+        assert len(inside) == 8
+        assert len({id(storage) for storage in inside}) == READERS
 
 
 def test_eviction_looks_at_a_busy_cell_once_while_it_is_busy(
