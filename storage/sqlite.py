@@ -308,9 +308,9 @@ def _configure(connection: sqlite3.Connection, path: str, busy_timeout: float) -
         "query_only = OFF",
         "wal_autocheckpoint = 1000",
         "journal_size_limit = 67108864",
-        # Per connection, and a store has one per thread that reads (16
-        # reading threads held 16 caches: 145 MiB at 8 MiB each). Measured at
-        # a million tenants: 1 MiB wrote and read as fast as 8 MiB.
+        # Per connection, and a store has several (its actors', its writer's,
+        # those its callers read through): 16 reading threads with one each
+        # held 145 MiB at 8 MiB. At a million tenants 1 MiB was as fast.
         f"cache_size = -{CACHE_KIB}",
     ):
         _pragma(connection, setting)

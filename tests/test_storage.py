@@ -701,7 +701,7 @@ def _files(folder: Path) -> dict[str, bytes]:
 
 def test_every_connection_sets_the_pragmas_it_relies_on(tmp_path: Path) -> None:
     # Build defaults differ between machines: each is set, on every clone too.
-    # The cache is per connection, and a store has one per reading thread.
+    # The cache is per connection, and a store holds several connections.
     expected = {
         "journal_mode": "wal",
         "synchronous": 2,  # FULL
