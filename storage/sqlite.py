@@ -521,24 +521,21 @@ class SQLiteStorage(Storage):
         tenants = meta["tenants"]
         # tenant id -> (version, incarnation, stored profile), or None: absent
         current: dict[str, Row | None] = {}
-        outcomes: list[Outcome] = []
-        wrote = False
-        for change, given in zip(changes, bodies, strict=True):
+        outcomes: list[Outcome | None] = [None] * len(changes)
+        written = self._write_on_bases(db, changes, tables, bodies, sequence)
+        wrote = bool(written)
+        for index, (version, incarnation) in written.items():
+            change = changes[index]
+            if change.base_version == 0:
+                tenants += 1
+            current[change.tenant_id] = (version, incarnation, bodies[index])
+            outcomes[index] = Committed(version, incarnation)
+        for index, (change, given) in enumerate(zip(changes, bodies, strict=True)):
+            if index in written:
+                continue
             body = given
             tenant_id = change.tenant_id
             table = tables[tenant_id]
-            if tenant_id not in current and body is not None and not change.force:
-                # The usual change: written if its base is what is stored,
-                # in one statement; the stored row is read only on a conflict.
-                written = self._write_on_base(db, table, change, body, sequence)
-                if written is not None:
-                    version, incarnation = written
-                    if change.base_version == 0:
-                        tenants += 1
-                    current[tenant_id] = (version, incarnation, body)
-                    outcomes.append(Committed(version, incarnation))
-                    wrote = True
-                    continue
             if tenant_id not in current:
                 rows = db.execute(
                     f"SELECT version, incarnation, dna FROM {table} "
@@ -555,7 +552,7 @@ class SQLiteStorage(Storage):
                 record = None if stored is None else self._record(tenant_id, *stored)
                 again = rebased(change, record, encode)
                 if again is None:
-                    outcomes.append(Conflict(record))
+                    outcomes[index] = Conflict(record)
                     continue
                 rebase, body = again
             if body is None:
@@ -570,7 +567,7 @@ class SQLiteStorage(Storage):
                     scrubbed.add(table)
                     wrote = True
                 current[tenant_id] = None
-                outcomes.append(Committed(0, 0))
+                outcomes[index] = Committed(0, 0)
                 continue
             if stored is None:
                 version, incarnation = 1, new_incarnation()
@@ -588,7 +585,7 @@ class SQLiteStorage(Storage):
                     (version, sequence, body, tenant_id),
                 )
             current[tenant_id] = (version, incarnation, body)
-            outcomes.append(Committed(version, incarnation, rebase))
+            outcomes[index] = Committed(version, incarnation, rebase)
             wrote = True
         if wrote:
             db.execute(
@@ -600,38 +597,96 @@ class SQLiteStorage(Storage):
             self._prune(db)
             for table in sorted(scrubbed):
                 self._rewrite(db, table)
-        return outcomes
+        assert None not in outcomes
+        return outcomes  # type: ignore[return-value]  # (every one set above)
 
     @staticmethod
-    def _write_on_base(
-        db: sqlite3.Connection, table: str, change: Change, body: bytes, sequence: int
-    ) -> tuple[int, int] | None:
-        """Write ``change`` if the stored record is its base: the new version
-        and incarnation, or ``None`` (nothing written) if it is not."""
-        if change.base_version == 0:
-            if change.base_incarnation != 0:
-                return None
-            incarnation = new_incarnation()
-            cursor = db.execute(
+    def _write_on_bases(
+        db: sqlite3.Connection,
+        changes: Sequence[Change],
+        tables: dict[str, str],
+        bodies: list[bytes | None],
+        sequence: int,
+    ) -> dict[int, tuple[int, int]]:
+        """Write the usual changes whose base is what is stored: the first of
+        each tenant in ``changes`` that writes a profile, not forced. Returns
+        the new version and incarnation of each written, by its index.
+
+        One ``executemany`` per table for the updates, and one for the
+        creations: a statement of its own per change was a Python call and a
+        statement lookup each (measured: 2,773 changes in three transactions
+        took 15.8 ms of the writer's thread, 13.7 ms so). The stored rows are
+        read only when a statement wrote fewer rows than it was given: a row
+        written here has this commit's sequence, which no other row has (every
+        transaction that writes takes the next one).
+        """
+        created: dict[str, list[tuple[Any, ...]]] = {}
+        updated: dict[str, list[tuple[Any, ...]]] = {}
+        planned: dict[int, tuple[int, int]] = {}
+        seen: set[str] = set()
+        for index, change in enumerate(changes):
+            tenant_id = change.tenant_id
+            if tenant_id in seen:
+                continue
+            seen.add(tenant_id)
+            body = bodies[index]
+            if body is None or change.force:
+                continue
+            table = tables[tenant_id]
+            if change.base_version == 0:
+                if change.base_incarnation != 0:
+                    continue  # erased since: read, and refused, below
+                incarnation = new_incarnation()
+                created.setdefault(table, []).append(
+                    (tenant_id, incarnation, sequence, body)
+                )
+                planned[index] = (1, incarnation)
+            else:
+                version = change.base_version + 1
+                updated.setdefault(table, []).append(
+                    (
+                        version,
+                        sequence,
+                        body,
+                        tenant_id,
+                        change.base_version,
+                        change.base_incarnation,
+                    )
+                )
+                planned[index] = (version, change.base_incarnation)
+        missed: list[str] = []
+        for table, rows in created.items():
+            cursor = db.executemany(
                 f"INSERT INTO {table} (tenant_id, version, incarnation, sequence, "
                 "dna) VALUES (?, 1, ?, ?, ?) ON CONFLICT (tenant_id) DO NOTHING",
-                (change.tenant_id, incarnation, sequence, body),
+                rows,
             )
-            return (1, incarnation) if cursor.rowcount == 1 else None
-        version = change.base_version + 1
-        cursor = db.execute(
-            f"UPDATE {table} SET version = ?, sequence = ?, dna = ? "
-            "WHERE tenant_id = ? AND version = ? AND incarnation = ?",
-            (
-                version,
-                sequence,
-                body,
-                change.tenant_id,
-                change.base_version,
-                change.base_incarnation,
-            ),
-        )
-        return (version, change.base_incarnation) if cursor.rowcount == 1 else None
+            if cursor.rowcount != len(rows):
+                missed.extend(row[0] for row in rows)
+        for table, rows in updated.items():
+            cursor = db.executemany(
+                f"UPDATE {table} SET version = ?, sequence = ?, dna = ? "
+                "WHERE tenant_id = ? AND version = ? AND incarnation = ?",
+                rows,
+            )
+            if cursor.rowcount != len(rows):
+                missed.extend(row[3] for row in rows)
+        if missed:
+            ours = set()
+            for tenant_id in missed:
+                rows = db.execute(
+                    f"SELECT sequence FROM {tables[tenant_id]} WHERE tenant_id = ?",
+                    (tenant_id,),
+                ).fetchall()
+                if rows and rows[0][0] == sequence:
+                    ours.add(tenant_id)
+            lost = set(missed) - ours
+            planned = {
+                index: outcome
+                for index, outcome in planned.items()
+                if changes[index].tenant_id not in lost
+            }
+        return planned
 
     @staticmethod
     def _meta(db: sqlite3.Connection, key: str) -> int:

@@ -18,6 +18,7 @@ import sqlite3
 import struct
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import zlib
@@ -254,6 +255,99 @@ def test_a_conflict_skips_only_its_own_change(backend: Storage) -> None:
     assert globex is not None
     assert (globex.dna, globex.version) == (profile(1), 1)
     assert backend.count() == 3
+
+
+def _same_table_ids(count: int) -> list[str]:
+    """Tenant ids SQLite keeps in one table: its commits write them together."""
+    table = storage.sqlite._table("t0")
+    ids = (f"t{n}" for n in itertools.count())
+    return list(
+        itertools.islice((i for i in ids if storage.sqlite._table(i) == table), count)
+    )
+
+
+_SAME_TABLE = _same_table_ids(6)
+# What each change of a commit is based on: the record stored when the commit
+# starts, one version before it, nothing (a creation), or anything (forced).
+_BASES = ("stored", "stale", "nothing", "forced", "erased")
+
+
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(_SAME_TABLE), st.integers(0, 2)),
+        max_size=len(_SAME_TABLE),
+    ),
+    st.lists(
+        st.tuples(st.sampled_from(_SAME_TABLE), st.sampled_from(_BASES)),
+        min_size=1,
+        max_size=10,
+    ),
+)
+def test_sqlite_commits_a_mixed_batch_as_the_in_memory_backend_does(
+    stored: list[tuple[str, int]], batch: list[tuple[str, str]]
+) -> None:
+    # SQLite writes the usual changes of a commit a table at a time, and
+    # reads the stored rows only when a statement wrote fewer rows than it
+    # was given: here the changes of one commit share a table, some current,
+    # some stale, some creating a tenant that exists, some after another
+    # change of the same tenant. Every outcome and every record must be what
+    # the in-memory backend, which goes one change at a time, makes of it.
+    with tempfile.TemporaryDirectory() as folder:
+        backends = [MemoryStorage(), SQLiteStorage(Path(folder) / "p.db")]
+        try:
+            results = []
+            for backend in backends:
+                for tenant_id, extra in stored:
+                    if backend.load(tenant_id) is None:
+                        create(backend, tenant_id, profile(0))
+                    for step in range(extra):
+                        write(backend, tenant_id, profile(step + 1))
+                changes = []
+                for index, (tenant_id, base) in enumerate(batch):
+                    record = backend.load(tenant_id)
+                    version, incarnation = (
+                        (0, 0)
+                        if record is None
+                        else (record.version, record.incarnation)
+                    )
+                    dna = None if base == "erased" else profile(100 + index)
+                    if base == "stale":
+                        version = max(version - 1, 0)
+                    elif base == "nothing":
+                        version, incarnation = 0, 0
+                    changes.append(
+                        Change(
+                            tenant_id,
+                            dna,
+                            version,
+                            incarnation,
+                            base in ("forced", "erased"),
+                        )
+                    )
+                outcomes = backend.commit(changes)
+                results.append(
+                    (
+                        [
+                            (o.version, None)
+                            if isinstance(o, Committed)
+                            else (
+                                None,
+                                o.current and (o.current.version, o.current.dna),
+                            )
+                            for o in outcomes
+                        ],
+                        {
+                            tenant_id: None
+                            if (record := backend.load(tenant_id)) is None
+                            else (record.version, record.dna)
+                            for tenant_id in _SAME_TABLE
+                        },
+                    )
+                )
+            assert results[0] == results[1]
+        finally:
+            for backend in backends:
+                backend.close()
 
 
 def test_a_forced_change_overwrites_whatever_is_stored(backend: Storage) -> None:
