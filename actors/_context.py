@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import pykka
 
-from actors._cell import SlotFlush, TenantCell
+from actors._cell import Settlement, SlotFlush, TenantCell
 from actors._log import Events
 
 if TYPE_CHECKING:
@@ -120,11 +120,11 @@ class Context:
         # the registry, read by anyone posting.
         self.hosts: list[pykka.ActorRef[Any] | None] = [None] * max_active
         # slot -> the cells of that slot waiting to be drained (and flushes
-        # of the slot, in their turn), and the slot's wake-up token (as a
-        # cell's, one level up): whoever sets it after appending tells the
-        # slot's actor, which clears it before it drains, so one message
-        # drains every cell that became ready meanwhile.
-        self.ready: list[deque[TenantCell | SlotFlush]] = [
+        # of the slot and commits settled, in their turn), and the slot's
+        # wake-up token (as a cell's, one level up): whoever sets it after
+        # appending tells the slot's actor, which clears it before it drains,
+        # so one message drains every cell that became ready meanwhile.
+        self.ready: list[deque[TenantCell | SlotFlush | Settlement]] = [
             deque() for _ in range(max_active)
         ]
         self.woken: list[bool] = [False] * max_active
@@ -164,7 +164,7 @@ class Context:
         # those still open are closed with the store.
         self._clones: weakref.WeakSet[Storage] = weakref.WeakSet()
 
-    def wake(self, cell: TenantCell | SlotFlush) -> None:
+    def wake(self, cell: TenantCell | SlotFlush | Settlement) -> None:
         """Have ``cell`` drained by its slot's actor (its token is set)."""
         slot = cell.slot
         self.ready[slot].append(cell)

@@ -99,10 +99,17 @@ class Registry(pykka.ThreadingActor):
         # Wake-ups the lost actor never took are given again, and so are
         # cells it left work in: one it failed in the middle of (its mailbox
         # drained, its changes pending and never sent) waited for another
-        # change to wake it. A cell drained twice comes to no harm.
+        # change to wake it, and the rest of a Settlement it failed in would
+        # not be taken. A cell drained twice comes to no harm.
         ready = self._context.ready[slot]
         for cell in cells:
-            if cell.mailbox or cell.scheduled or cell.suspect or cell.pending:
+            if (
+                cell.mailbox
+                or cell.scheduled
+                or cell.suspect
+                or cell.pending
+                or cell.settled is not None
+            ):
                 cell.scheduled = True
                 ready.append(cell)
         self._context.woken[slot] = True

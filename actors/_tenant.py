@@ -28,7 +28,8 @@ from actors._cell import (
     Refresh,
     Resubmit,
     Save,
-    Settle,
+    Settled,
+    Settlement,
     SlotFlush,
     TenantCell,
     Update,
@@ -90,6 +91,7 @@ class TenantActor(pykka.ThreadingActor):
         # The log's levels, asked once a batch: the routine events of a
         # change (activated, committed, passivated) each cost a level check.
         self._debug = self._info = False
+        self._decided = False  # see _drain_cell
         # The cells of this slot, least recently used first; and those the
         # eviction clock found busy, out of the order until their next drain
         # (which their work is sure to bring) puts them back at its end.
@@ -142,12 +144,20 @@ class TenantActor(pykka.ThreadingActor):
             ready = context.ready[self._slot]
             context.woken[self._slot] = False  # before draining, as a cell's
             while ready:
-                cell = ready.popleft()
-                if type(cell) is TenantCell:
-                    self._drain(cell)
+                item = ready.popleft()
+                kind = type(item)
+                if kind is TenantCell:
+                    assert isinstance(item, TenantCell)
+                    self._drain(item)
+                elif kind is Settlement:
+                    assert isinstance(item, Settlement)
+                    # A cell drained since its outcome came has taken it.
+                    for cell in item.cells:
+                        if cell.settled is not None:
+                            self._drain(cell)
                 else:
-                    assert isinstance(cell, SlotFlush)
-                    self._flush_slot(cell)
+                    assert isinstance(item, SlotFlush)
+                    self._flush_slot(item)
         elif message == "retire":
             self.retire()
         else:
@@ -254,7 +264,21 @@ class TenantActor(pykka.ThreadingActor):
         mailbox = cell.mailbox
         operation: Operation | None = None
         taken: list[Operation] = []
+        # Whether anything was applied to the working profile, to answer: a
+        # drain that only settled a commit has nothing to publish or answer.
+        self._decided = False
         try:
+            settled = cell.settled
+            if settled is not None:
+                # The commit in flight is settled first: what the mailbox holds
+                # came after its outcome (a Resubmit finds nothing to send
+                # again), or as it came (a caller's change, which may as well
+                # have come after).
+                cell.settled = None
+                if type(settled) is Settled:
+                    self._settle(cell, settled.outcome, settled.scrub)
+                else:
+                    self._settle(cell, settled)
             while mailbox:
                 # The head of the mailbox, taken in two steps each atomic
                 # under the GIL: what callers append meanwhile stays.
@@ -264,9 +288,6 @@ class TenantActor(pykka.ThreadingActor):
                     kind = type(operation)
                     if kind is Update:
                         self._apply(cell, operation)
-                    elif kind is Settle:
-                        assert isinstance(operation, Settle)
-                        self._settle(cell, operation.outcome, operation.scrub)
                     elif kind is Flush:
                         self._flush(cell, operation)
                     elif kind is Refresh:
@@ -286,7 +307,7 @@ class TenantActor(pykka.ThreadingActor):
                 taken = []
             operation = None
             self._submit(cell)
-            if self._context.buffered:
+            if self._decided and self._context.buffered:
                 self._answer_applied(cell)
         except BaseException as error:
             # Not expected; the operation in hand is answered, the cell's
@@ -344,6 +365,7 @@ class TenantActor(pykka.ThreadingActor):
         _pend(cell, operation)
 
     def _decide(self, cell: TenantCell, operation: Operation) -> None:
+        self._decided = True
         # The last update so far is answered with the working profile itself;
         # before the profile changes again it gets a copy of its own.
         if cell.working is STALE:
@@ -719,7 +741,7 @@ class TenantActor(pykka.ThreadingActor):
         failed = isinstance(committed, StorageError)
         release = self._context.release
         for operation in batch:
-            future = operation.future
+            future = operation  # (its own future)
             if not future.done:
                 if failed:
                     future.set_exception((type(committed), committed, None))
@@ -745,13 +767,19 @@ class TenantActor(pykka.ThreadingActor):
             snapshot = _current(cell)  # committed or in flight: never mutated
         else:
             snapshot = None if working is None else working.copy()
-        if cell.pending or cell.in_flight is not None:
+        change = cell.change
+        if not cell.pending and change is not None and change.dna is not None:
+            # The usual: everything applied is in the commit under way, which
+            # writes a profile: the version after its base.
+            cell.published = Versioned(change.dna, change.base_version + 1)
+        elif cell.pending or cell.in_flight is not None:
             version = _logical_version(cell)
             cell.published = None if snapshot is None else Versioned(snapshot, version)
         # The answers keep the snapshot frozen, not the published profile,
         # which the next drain replaces (see freeze); made only if asked for.
         frozen: Frozen | None = None
-        in_flight = None if cell.change is None else cell.change.dna
+        in_flight = None if change is None else change.dna
+        # (An operation is its own future: ``operation.future`` is itself.)
         for operations, pending in (
             (cell.in_flight or NO_OPERATIONS, False),
             (cell.pending, True),
@@ -764,24 +792,23 @@ class TenantActor(pykka.ThreadingActor):
             start = len(operations)
             while start and not (
                 type(operations[start - 1]) in (Update, Save)
-                and operations[start - 1].future.done
+                and operations[start - 1].done
             ):
                 start -= 1
             for operation in operations[start:]:
-                future = operation.future
-                if type(operation) not in (Update, Save) or future.done:
+                if type(operation) not in (Update, Save) or operation.done:
                     continue
                 if operation.failure is not None:
                     error = operation.failure
-                    future.set_exception((type(error), error, None))
+                    operation.set_exception((type(error), error, None))
                 elif operation.answer is LATEST and not pending:
-                    _give(future, in_flight)
+                    _give(operation, in_flight)
                 elif operation.answer is LATEST:
                     if frozen is None and snapshot is not None:
                         frozen = freeze(snapshot)
-                    _give(future, frozen)
+                    _give(operation, frozen)
                 else:
-                    _give(future, operation.answer)
+                    _give(operation, operation.answer)
         if cell.latest is not None:
             # Its answer went out with the snapshot; later changes copy anew.
             if frozen is None and snapshot is not None:

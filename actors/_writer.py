@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import pykka
 
-from actors._cell import Refresh, Settle, TenantCell
+from actors._cell import Refresh, Settled, Settlement, TenantCell
 from actors._tenant import as_storage_error
 from storage import Change, ScrubIncomplete, StorageError
 
@@ -26,7 +26,8 @@ class Writer(pykka.ThreadingActor):
 
     Tenant actors send it their batches (``("commit", cell, change, urgent)``)
     and carry on; it takes every change waiting in its inbox into one
-    transaction, then posts each outcome back into its tenant's cell. With
+    transaction, then leaves each outcome in its tenant's cell for the
+    tenant's actor (a :class:`Settlement` a slot). With
     ``durability="commit"`` it commits as soon as its inbox is empty; with
     ``"buffered"`` it holds changes until a tick (every ``flush_interval``), a
     flush or an erasure asks for them. On ticks it also asks storage what other
@@ -86,8 +87,9 @@ class Writer(pykka.ThreadingActor):
             self._log.error("writer_failed", error=repr(error))
 
     def on_stop(self) -> None:
-        # The outcomes of what it holds are posted before the registry hears
-        # of the loss, so a resubmission never overtakes them.
+        # The outcomes of what it holds are left in their cells before the
+        # registry hears of the loss: a cell's drain settles first, so a
+        # resubmission never overtakes them.
         self._commit()
         if not self._context.closing:
             self._lost()
@@ -132,8 +134,18 @@ class Writer(pykka.ThreadingActor):
                     self._ours[cell.tenant_id] = version
                 elif version == 0:  # erased: polls name incarnations, not ids
                     self._ours.pop(cell.tenant_id, None)
+        # Each cell's outcome is left in the cell, and its slot's actor is
+        # given the cells of its slot at once (see Settlement).
+        settled: dict[int, list[TenantCell]] = {}
         for (cell, _), outcome in zip(batch, outcomes, strict=True):
-            cell.post(Settle(outcome, scrub), self._context)
+            cell.settled = outcome if scrub is None else Settled(outcome, scrub)
+            cells = settled.get(cell.slot)
+            if cells is None:
+                settled[cell.slot] = [cell]
+            else:
+                cells.append(cell)
+        for slot, cells in settled.items():
+            self._context.wake(Settlement(slot, cells))
 
     def _poll(self) -> None:
         """Tell the tenants other processes changed since the last poll."""

@@ -24,7 +24,7 @@ import pykka
 import pytest
 
 from actors import StorageError, StoreClosed, TenantDNAStore
-from actors._cell import Update
+from actors._cell import Resubmit, Update
 from actors._tenant import TenantActor
 from dna import InvalidSessionMetrics, TenantDNA, parse_session_metrics
 from storage import SQLiteStorage
@@ -494,6 +494,108 @@ def test_a_change_already_given_to_the_replacement_writer_is_committed_once(
     blocker.close()
     with TenantDNAStore(f"sqlite:///{path}") as reopened:
         assert sessions_applied(reopened.get("acme")) == 2
+
+
+def test_an_outcome_left_in_a_cell_is_taken_before_a_resubmission_behind_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A lost writer leaves the outcomes of what it committed in their cells,
+    # then the registry has every change still in flight sent again. A cell
+    # queued before that outcome came is drained before the slot's
+    # Settlement: it must take the outcome first, or the Resubmit in its
+    # mailbox sends the committed change again, to be committed twice.
+    from actors._writer import Writer
+
+    commit = Writer._commit
+    writing, written = threading.Event(), threading.Event()
+    holding, release = threading.Event(), threading.Event()
+
+    def held_commit(writer: Writer) -> None:
+        if writer._batch and not writing.is_set():
+            writing.set()
+            assert written.wait(WAIT)
+        commit(writer)
+
+    drain = TenantActor._drain
+
+    def held_drain(actor: TenantActor, cell: Any) -> None:
+        if cell.tenant_id == "hold" and not holding.is_set():
+            holding.set()
+            assert release.wait(WAIT)
+        drain(actor, cell)
+
+    monkeypatch.setattr(Writer, "_commit", held_commit)
+    monkeypatch.setattr(TenantActor, "_drain", held_drain)
+    path = tmp_path / "w.db"
+    with TenantDNAStore(path, max_active=1, exit_timeout=WAIT) as store:
+        first = store.update_from_session_async("acme", PROBE, alpha=0.01)
+        assert writing.wait(WAIT)  # its commit is under way
+        store.update_from_session_async("hold", PROBE, alpha=0.01)
+        assert holding.wait(WAIT)  # the slot's actor is held
+        # Queued behind the held cell, before the outcome of the first.
+        second = store.update_from_session_async("acme", PROBE, alpha=0.01)
+        cell = store._context.directory["acme"]
+        assert cell.scheduled
+        old = store._context.writer
+        assert old is not None
+        old.stop(block=False)
+        written.set()  # commits the first, then stops: the registry resubmits
+        assert wait_for(lambda: any(type(op) is Resubmit for op in cell), WAIT)
+        assert cell.settled is not None
+        release.set()
+        assert [sessions_applied(f.get(timeout=WAIT)) for f in (first, second)] == [
+            1,
+            2,
+        ]
+        store.flush(timeout=WAIT)
+        assert sessions_applied(store.get("acme")) == 2
+        assert store.get_versioned("acme").version == 2
+    with TenantDNAStore(path) as reopened:
+        assert sessions_applied(reopened.get("acme")) == 2
+
+
+def test_the_rest_of_a_settlement_an_actor_failed_in_is_settled_by_its_replacement(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # One transaction settles the cells of a slot at once. The actor fails
+    # after settling the first: the others' outcomes are in their cells,
+    # and the replacement actor must take them, or their callers wait for
+    # ever (a flush with them).
+    from actors._writer import Writer
+
+    commit = Writer._commit
+    both = threading.Event()
+
+    def commit_both_at_once(writer: Writer) -> None:
+        if len(writer._batch) < 2 and not both.is_set():
+            return  # kept, until the second comes
+        both.set()
+        commit(writer)
+
+    drain = TenantActor._drain
+    failed: list[str] = []
+
+    def failing_after_the_first(actor: TenantActor, cell: Any) -> None:
+        settling = cell.settled is not None
+        drain(actor, cell)
+        if settling and not failed:
+            failed.append(cell.tenant_id)
+            raise Failure("the actor failed")
+
+    monkeypatch.setattr(Writer, "_commit", commit_both_at_once)
+    monkeypatch.setattr(TenantActor, "_drain", failing_after_the_first)
+    path = tmp_path / "s.db"
+    with TenantDNAStore(path, max_active=1, exit_timeout=WAIT) as store:
+        futures = [
+            store.update_from_session_async(tenant, PROBE, alpha=0.01)
+            for tenant in ("a", "b")
+        ]
+        assert [sessions_applied(f.get(timeout=WAIT)) for f in futures] == [1, 1]
+        assert len(failed) == 1
+        assert store.stats().actors_replaced == 1
+        store.flush(timeout=WAIT)
+    with TenantDNAStore(path) as reopened:
+        assert [sessions_applied(reopened.get(t)) for t in ("a", "b")] == [1, 1]
 
 
 class Failure(RuntimeError):
