@@ -301,7 +301,7 @@ class TenantActor(pykka.ThreadingActor):
                             and cell.change is not None
                             and cell.sent_to is not self._context.writer
                         ):
-                            self._send(cell, cell.change, urgent=True)
+                            self._send(cell, urgent=True)
                     else:
                         self._apply(cell, operation)
                 taken = []
@@ -555,25 +555,26 @@ class TenantActor(pykka.ThreadingActor):
                     self._context.inline_changes.add()
                     self._settle(cell, outcome)
             else:
-                self._send(
-                    cell, change, erase or any(type(op) is Flush for op in batch)
-                )
+                self._send(cell, erase or any(type(op) is Flush for op in batch))
 
-    def _send(self, cell: TenantCell, change: Change, urgent: bool) -> None:
+    def _send(self, cell: TenantCell, urgent: bool) -> None:
         """Hand the commit in flight to the writer (set before: a lost writer's
         replacement finds it there and has it sent again)."""
         context = self._context
         writer = context.writer
         assert writer is not None
         cell.sent_to = None
+        # The cell itself is the message: the writer takes the change from
+        # it (``cell.change`` stays as it is until the commit is settled).
+        message: Any = ("urgent", cell) if urgent else cell
         try:
-            writer.tell(("commit", cell, change, urgent))
+            writer.tell(message)
             cell.sent_to = writer
         except pykka.ActorDeadError:
             replacement = context.writer
             if replacement is not None and replacement is not writer:
                 with contextlib.suppress(pykka.ActorDeadError):
-                    replacement.tell(("commit", cell, change, urgent))
+                    replacement.tell(message)
                     cell.sent_to = replacement
                     return
             # Not replaced yet: the registry will, and will resubmit this.
@@ -857,26 +858,34 @@ class Rebase:
     it, the last the committed profile itself.
     """
 
-    __slots__ = ("_answers", "_updates")
+    __slots__ = ("_answers", "_batch")
 
-    def __init__(self, updates: list[Update]) -> None:
-        self._updates = updates
-        self._answers: list[Frozen | None] = []
+    def __init__(self, batch: list[Operation]) -> None:
+        # The commit's own list, never changed while it is in flight: the
+        # updates are picked from it only when storage calls this, which is
+        # rare, so a commit costs one object here, not three.
+        self._batch = batch
+        self._answers: list[tuple[Update, Frozen | None]] | tuple[()] = ()
 
     def __call__(self, dna: TenantDNA) -> TenantDNA:
-        answers: list[Frozen | None] = []
-        last = self._updates[-1]
-        for update in self._updates:
+        updates = [
+            operation
+            for operation in self._batch
+            if isinstance(operation, Update) and operation.failure is None
+        ]
+        answers: list[tuple[Update, Frozen | None]] = []
+        last = updates[-1]
+        for update in updates:
             dna.apply_session(update.session, update.alpha)
             # Buffered: answered when applied, so no copy is needed.
-            wanted = update is not last and not update.future.done
-            answers.append(freeze(dna) if wanted else None)
+            wanted = update is not last and not update.done
+            answers.append((update, freeze(dna) if wanted else None))
         self._answers = answers
         return dna
 
     def settle(self) -> None:
-        for update, answer in zip(self._updates, self._answers, strict=True):
-            if not update.future.done:
+        for update, answer in self._answers:
+            if not update.done:
                 update.answer = LATEST if answer is None else answer
 
 
@@ -893,15 +902,14 @@ def _give(future: Reply[Any], answer: Any) -> None:
 
 def _rebase(batch: list[Operation]) -> Rebase | None:
     """How storage computes ``batch`` again: only a batch of updates can be."""
-    updates: list[Update] = []
+    updates = False
     for operation in batch:
         if operation.failure is not None or type(operation) is Flush:
             continue
         if type(operation) is not Update:
             return None
-        assert isinstance(operation, Update)
-        updates.append(operation)
-    return Rebase(updates) if updates else None
+        updates = True
+    return Rebase(batch) if updates else None
 
 
 def as_storage_error(error: Exception) -> StorageError:

@@ -24,10 +24,11 @@ MAX_BATCH = 1000
 class Writer(pykka.ThreadingActor):
     """Commits tenants' changes in shared transactions (group commit).
 
-    Tenant actors send it their batches (``("commit", cell, change, urgent)``)
-    and carry on; it takes every change waiting in its inbox into one
-    transaction, then leaves each outcome in its tenant's cell for the
-    tenant's actor (a :class:`Settlement` a slot). With
+    Tenant actors send it the cells whose change is to be committed (the
+    cell alone, or ``("urgent", cell)`` to have it committed now) and carry
+    on; it takes every change waiting in its inbox into one transaction, then
+    leaves each outcome in its tenant's cell for the tenant's actor (a
+    :class:`Settlement` a slot). With
     ``durability="commit"`` it commits as soon as its inbox is empty; with
     ``"buffered"`` it holds changes until a tick (every ``flush_interval``), a
     flush or an erasure asks for them. On ticks it also asks storage what other
@@ -40,7 +41,7 @@ class Writer(pykka.ThreadingActor):
         super().__init__()
         self._context = context
         self._storage: Storage | None = None
-        self._batch: list[tuple[TenantCell, Change]] = []
+        self._batch: list[TenantCell] = []
         self._urgent = False
         self._cursor: int | None = None
         self._ours: dict[str, int] = {}  # committed here since the last poll
@@ -66,10 +67,13 @@ class Writer(pykka.ThreadingActor):
 
     def on_receive(self, message: Any) -> None:
         try:
-            kind = message[0]
+            # A cell, not a tuple: one object less for every change.
+            kind = "commit" if type(message) is TenantCell else message[0]
             if kind == "commit":
-                self._batch.append((message[1], message[2]))
-                self._urgent = self._urgent or message[3]
+                self._batch.append(message)
+            elif kind == "urgent":
+                self._batch.append(message[1])
+                self._urgent = True
             elif kind == "flush":
                 self._urgent = True
             elif kind == "tick":
@@ -113,7 +117,12 @@ class Writer(pykka.ThreadingActor):
         try:
             if storage is None:
                 raise StorageError("the writer has no connection to storage")
-            outcomes: list[Any] = storage.commit([change for _, change in batch])
+            changes: list[Change] = []
+            for cell in batch:
+                # In flight, so not changed until this settles it.
+                assert cell.change is not None
+                changes.append(cell.change)
+            outcomes: list[Any] = storage.commit(changes)
         except ScrubIncomplete as error:
             # Written: every change is settled as committed; only the
             # erasures' callers hear that bytes may remain for now.
@@ -128,7 +137,7 @@ class Writer(pykka.ThreadingActor):
         if not isinstance(outcomes[0], StorageError):
             self._context.commits += 1
             self._context.changes_committed += len(batch)
-            for (cell, _), outcome in zip(batch, outcomes, strict=True):
+            for cell, outcome in zip(batch, outcomes, strict=True):
                 version = getattr(outcome, "version", None)
                 if version:
                     self._ours[cell.tenant_id] = version
@@ -137,7 +146,7 @@ class Writer(pykka.ThreadingActor):
         # Each cell's outcome is left in the cell, and its slot's actor is
         # given the cells of its slot at once (see Settlement).
         settled: dict[int, list[TenantCell]] = {}
-        for (cell, _), outcome in zip(batch, outcomes, strict=True):
+        for cell, outcome in zip(batch, outcomes, strict=True):
             cell.settled = outcome if scrub is None else Settled(outcome, scrub)
             cells = settled.get(cell.slot)
             if cells is None:

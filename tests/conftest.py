@@ -6,6 +6,7 @@ import math
 import threading
 import time
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -124,3 +125,13 @@ def wait_for(
         if time.monotonic() >= deadline or failed():
             return None
         time.sleep(0.01)
+
+
+def writer_request(message: Any) -> str:
+    """What a message to the store's writer asks: ``"commit"`` for a cell
+    whose change it is handed (alone, or ``("urgent", cell)``), else its kind."""
+    from actors._cell import TenantCell
+
+    if type(message) is TenantCell or message[0] == "urgent":
+        return "commit"
+    return str(message[0])

@@ -39,7 +39,14 @@ from actors import (
 from actors._cell import NEWER, UNKNOWN, Flush, Refresh
 from dna import TenantDNA
 from storage import Change, CommitOutcomeUnknown, Record, SQLiteStorage
-from tests.conftest import PROBE, SEED_SESSION, learned, sessions_applied, wait_for
+from tests.conftest import (
+    PROBE,
+    SEED_SESSION,
+    learned,
+    sessions_applied,
+    wait_for,
+    writer_request,
+)
 from tests.programs.durable_jobs import secrets, victim_sessions
 from tests.test_storage import _files
 
@@ -1190,7 +1197,7 @@ def test_a_flush_of_many_buffered_tenants_asks_the_writer_once(
     on_receive = Writer.on_receive
 
     def counting(writer: Writer, message: Any) -> None:
-        received.append(message[0])
+        received.append(writer_request(message))
         on_receive(writer, message)
 
     monkeypatch.setattr(Writer, "on_receive", counting)
@@ -1263,7 +1270,7 @@ def test_a_change_waiting_for_room_held_back_in_a_cell_is_not_left_for_the_tick(
 
     def recording(writer: Writer, message: Any) -> None:
         on_receive(writer, message)
-        received.append(message[0])
+        received.append(writer_request(message))
 
     monkeypatch.setattr(Writer, "on_receive", recording)
     done = threading.Event()
@@ -1327,7 +1334,7 @@ def test_callers_waiting_for_room_are_not_left_for_the_tick_by_a_place_given_bac
 
     def recording(writer: Writer, message: Any) -> None:
         on_receive(writer, message)
-        if message[0] == "commit":
+        if writer_request(message) == "commit":
             commits.append("commit")
             if len(commits) == 2:
                 second.set()

@@ -24,7 +24,7 @@ from actors._writer import MAX_BATCH, Writer, announce
 from dna import SessionMetrics, TenantDNA
 from storage import Change, SQLiteStorage
 from storage.memory import MemoryStorage
-from tests.conftest import PROBE, sessions_applied, wait_for
+from tests.conftest import PROBE, sessions_applied, wait_for, writer_request
 
 WAIT = 5.0  # seconds any one answer may take before the test calls it a hang
 QUIET = 60.0
@@ -297,7 +297,7 @@ def test_an_erasure_queued_before_another_commit_is_committed_without_a_tick(
     holding, release = threading.Event(), threading.Event()
 
     def held_first_commit(writer: Writer, message: Any) -> None:
-        if message[0] == "commit" and not holding.is_set():
+        if writer_request(message) == "commit" and not holding.is_set():
             holding.set()
             release.wait(WAIT)
         receive(writer, message)
