@@ -203,6 +203,28 @@ class Flush(Operation):
     __slots__ = ()
 
 
+class FlushBarrier(Flush):
+    """One flush pended in many cells of a slot (see :class:`SlotFlush`).
+
+    Each cell answers it as it would a flush of its own, once every change
+    before it is committed; it resolves once ``waiting`` cells have, or at
+    the first error. One object and one wait for a slot, not a flush for
+    every busy cell: a buffered tick has thousands. Only the slot's actor
+    answers it while the store runs.
+    """
+
+    __slots__ = ("waiting",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.waiting = 0
+
+    def set(self, value: Any | None = None) -> None:
+        self.waiting -= 1
+        if self.waiting == 0:
+            super().set(None)
+
+
 class SlotFlush(Reply[list[Reply[Any]]]):
     """A flush of one slot: put on the slot's ready queue, behind every cell on it.
 

@@ -22,6 +22,7 @@ from actors._cell import (
     UNKNOWN,
     Delete,
     Flush,
+    FlushBarrier,
     Frozen,
     Operation,
     Pending,
@@ -412,12 +413,10 @@ class TenantActor(pykka.ThreadingActor):
         # Let go of the cells: whoever still holds the flush (a caller, or the
         # registry's last message, until its next one) must not keep them.
         cells, flush.cells = flush.cells, []
-        commits = False
+        barrier: FlushBarrier | None = None
         for cell in cells:
             if not cell.busy:
                 continue
-            cell_flush = Flush()
-            flushes.append(cell_flush)
             if (
                 cell.in_flight is None
                 or cell.retired
@@ -428,16 +427,21 @@ class TenantActor(pykka.ThreadingActor):
             ):
                 # Operations of its own to drain first (or the tenant's live
                 # cell to find): through the mailbox, behind them.
+                cell_flush = Flush()
+                flushes.append(cell_flush)
                 cell.post(cell_flush, self._context)
                 continue
             # A commit in flight and nothing else to do (a buffered one held
             # back, or one being written): this actor is the cell's, so it
             # pends the flush itself, answered when that commit settles and
             # whatever came after it is committed, instead of waking the cell
-            # for it; the writer is told once for them all.
-            commits = True
-            _pend(cell, cell_flush)
-        if commits:
+            # for it; one barrier for all of them, and the writer is told once.
+            if barrier is None:
+                barrier = FlushBarrier()
+                flushes.append(barrier)
+            barrier.waiting += 1
+            _pend(cell, barrier)
+        if barrier is not None:
             writer = self._context.writer
             if writer is not None:
                 with contextlib.suppress(pykka.ActorDeadError):
@@ -514,7 +518,14 @@ class TenantActor(pykka.ThreadingActor):
     def _submit(self, cell: TenantCell) -> None:
         """Send the next batch of pending changes to storage, if none is under way."""
         while cell.in_flight is None and cell.pending:
-            batch, rest = _next_batch(cell.pending)
+            pending = cell.pending
+            if len(pending) == 1 and type(pending[0]) in (Flush, FlushBarrier):
+                # What a flush leaves behind a commit: nothing to write.
+                assert isinstance(pending, list)
+                cell.pending = NO_OPERATIONS
+                self._answer(pending, None)
+                continue
+            batch, rest = _next_batch(pending)
             if not any(isinstance(op, CHANGES) and op.failure is None for op in batch):
                 # Nothing to write (flushes, refused saves): settled as they are.
                 cell.pending = rest
@@ -555,7 +566,7 @@ class TenantActor(pykka.ThreadingActor):
                     self._context.inline_changes.add()
                     self._settle(cell, outcome)
             else:
-                self._send(cell, erase or any(type(op) is Flush for op in batch))
+                self._send(cell, erase or any(isinstance(op, Flush) for op in batch))
 
     def _send(self, cell: TenantCell, urgent: bool) -> None:
         """Hand the commit in flight to the writer (set before: a lost writer's
@@ -904,7 +915,7 @@ def _rebase(batch: list[Operation]) -> Rebase | None:
     """How storage computes ``batch`` again: only a batch of updates can be."""
     updates = False
     for operation in batch:
-        if operation.failure is not None or type(operation) is Flush:
+        if operation.failure is not None or isinstance(operation, Flush):
             continue
         if type(operation) is not Update:
             return None

@@ -36,7 +36,7 @@ from actors import (
     VersionConflict,
     Versioned,
 )
-from actors._cell import NEWER, UNKNOWN, Flush, Refresh
+from actors._cell import NEWER, UNKNOWN, Flush, FlushBarrier, Refresh
 from dna import TenantDNA
 from storage import Change, CommitOutcomeUnknown, Record, SQLiteStorage
 from tests.conftest import (
@@ -1148,7 +1148,8 @@ def test_a_store_never_closed_logs_what_it_could_not_commit_at_exit(
 
 
 def test_a_flush_keeps_nothing_of_what_it_flushed(tmp_path: Path) -> None:
-    # flush() hands every busy tenant a Flush and waits for each. The registry
+    # flush() hands every busy tenant a Flush (those with only a commit in
+    # flight share one, a FlushBarrier) and waits for each. The registry
     # keeps its last reply until its next message: through it, a flush of a
     # large backlog held every Flush (and what its waiter made) after flush()
     # had returned. Commits are held back by another connection's write lock
@@ -1170,7 +1171,7 @@ def test_a_flush_keeps_nothing_of_what_it_flushed(tmp_path: Path) -> None:
                 cells = [directory.get(tenant) for tenant in tenants]
                 return all(
                     cell is not None
-                    and any(type(op) is Flush for op in [*cell, *cell.pending])
+                    and any(isinstance(op, Flush) for op in [*cell, *cell.pending])
                     for cell in cells
                 )
 
@@ -1182,7 +1183,65 @@ def test_a_flush_keeps_nothing_of_what_it_flushed(tmp_path: Path) -> None:
         assert not flusher.is_alive()
         assert [sessions_applied(store.get(tenant)) for tenant in tenants] == [1] * 50
         gc.collect()
-        assert sum(type(o) is Flush for o in gc.get_objects()) == 0
+        assert sum(isinstance(o, Flush) for o in gc.get_objects()) == 0
+
+
+def test_a_flush_of_tenants_with_only_a_commit_in_flight_makes_one_wait(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A flush handed every busy tenant a Flush of its own, and waited for
+    # each: for a buffered backlog, an object and a wait per tenant. Tenants
+    # with nothing but a commit in flight share one barrier, answered by
+    # each as its commit settles; the flush returns once all of them are.
+    from actors._writer import Writer
+
+    commit = Writer._commit
+    inspected = threading.Event()
+
+    def held_commit(writer: Writer) -> None:
+        if writer._batch:
+            assert inspected.wait(CHILD_TIMEOUT)
+        commit(writer)
+
+    monkeypatch.setattr(Writer, "_commit", held_commit)
+    tenants = [f"t{index}" for index in range(100)]
+    with TenantDNAStore(
+        tmp_path / "profiles.db",
+        durability="buffered",
+        flush_interval=600,
+        staleness=600,
+    ) as store:
+        for tenant in tenants:
+            store.update_from_session(tenant, PROBE, alpha=0.01)
+        cells = [store._context.directory[tenant] for tenant in tenants]
+
+        def only_in_flight() -> bool:
+            return all(
+                cell.in_flight is not None
+                and not cell.pending
+                and not len(cell)
+                and not cell.scheduled
+                and not cell.draining
+                for cell in cells
+            )
+
+        assert wait_for(only_in_flight, CHILD_TIMEOUT)
+        flusher = threading.Thread(
+            target=store.flush, kwargs={"timeout": CHILD_TIMEOUT}
+        )
+        flusher.start()
+        assert wait_for(lambda: all(c.pending for c in cells), CHILD_TIMEOUT)
+        pended = {id(op) for cell in cells for op in cell.pending}
+        barrier = cells[0].pending[0]
+        assert len(pended) == 1
+        assert isinstance(barrier, FlushBarrier)
+        assert barrier.waiting == len(tenants)
+        assert not barrier.done
+        inspected.set()
+        flusher.join(timeout=CHILD_TIMEOUT)
+        assert not flusher.is_alive()
+        assert barrier.done
+        assert all(store.get_versioned(tenant).version == 1 for tenant in tenants)
 
 
 def test_a_flush_of_many_buffered_tenants_asks_the_writer_once(
