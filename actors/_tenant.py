@@ -862,11 +862,12 @@ class Rebase:
     """A batch of updates computed again on a newer stored profile (``Change.rebase``).
 
     Called by storage in the writer's thread, inside the commit's transaction,
-    with its own copy of the stored profile: it reads only the updates'
-    sessions and writes only its own fields. :meth:`settle`, in the tenant's
-    actor once the commit is settled, gives the updates not yet answered the
-    answers computed last: each but the last a copy of the profile right after
-    it, the last the committed profile itself.
+    with its own copy of the stored profile: it reads only the batch (which
+    operations it holds, and the updates' sessions) and writes only its own
+    fields. :meth:`settle`, in the tenant's actor once the commit is settled,
+    gives the updates not yet answered the answers computed last: each but
+    the last a copy of the profile right after it, the last the committed
+    profile itself.
     """
 
     __slots__ = ("_answers", "_batch")
