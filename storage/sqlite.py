@@ -109,6 +109,15 @@ _OURS: Final = frozenset(
     )
 )
 _FIELDS: Final = "tenant_id, version, incarnation, dna"
+# A commit's usual changes (see SQLiteStorage._write_on_bases), by table.
+_CREATE_ON_NOTHING: Final = (
+    "INSERT INTO {table} (tenant_id, version, incarnation, sequence, dna) "
+    "VALUES (?, 1, ?, ?, ?) ON CONFLICT (tenant_id) DO NOTHING"
+)
+_UPDATE_ON_BASE: Final = (
+    "UPDATE {table} SET version = ?, sequence = ?, dna = ? "
+    "WHERE tenant_id = ? AND version = ? AND incarnation = ?"
+)
 _LOAD: Final = {
     table: f"SELECT {_FIELDS} FROM {table} WHERE tenant_id = ?" for table in _TABLES
 }
@@ -655,22 +664,14 @@ class SQLiteStorage(Storage):
                 )
                 planned[index] = (version, change.base_incarnation)
         missed: list[str] = []
-        for table, rows in created.items():
-            cursor = db.executemany(
-                f"INSERT INTO {table} (tenant_id, version, incarnation, sequence, "
-                "dna) VALUES (?, 1, ?, ?, ?) ON CONFLICT (tenant_id) DO NOTHING",
-                rows,
-            )
-            if cursor.rowcount != len(rows):
-                missed.extend(row[0] for row in rows)
-        for table, rows in updated.items():
-            cursor = db.executemany(
-                f"UPDATE {table} SET version = ?, sequence = ?, dna = ? "
-                "WHERE tenant_id = ? AND version = ? AND incarnation = ?",
-                rows,
-            )
-            if cursor.rowcount != len(rows):
-                missed.extend(row[3] for row in rows)
+        for grouped, statement, id_at in (
+            (created, _CREATE_ON_NOTHING, 0),
+            (updated, _UPDATE_ON_BASE, 3),
+        ):
+            for table, rows in grouped.items():
+                cursor = db.executemany(statement.format(table=table), rows)
+                if cursor.rowcount != len(rows):
+                    missed.extend(row[id_at] for row in rows)
         if missed:
             ours = set()
             for tenant_id in missed:
