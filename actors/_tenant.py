@@ -566,7 +566,9 @@ class TenantActor(pykka.ThreadingActor):
                     self._context.inline_changes.add()
                     self._settle(cell, outcome)
             else:
-                self._send(cell, erase or any(isinstance(op, Flush) for op in batch))
+                # Urgent (buffered: not held for the tick) when someone
+                # waits for the commit: an erasure, a flush, a compare-and-set.
+                self._send(cell, erase or any(map(_awaits_commit, batch)))
 
     def _send(self, cell: TenantCell, urgent: bool) -> None:
         """Hand the commit in flight to the writer (set before: a lost writer's
@@ -773,7 +775,12 @@ class TenantActor(pykka.ThreadingActor):
                 release()
 
     def _answer_applied(self, cell: TenantCell) -> None:
-        """Buffered: publish the working profile, answer what is applied."""
+        """Buffered: publish the working profile, answer what is applied.
+
+        Updates and saves are answered once applied; a compare-and-set is
+        decided on the version stored, so it is answered when its commit
+        settles (another process may write first), as in ``commit`` mode.
+        """
         working = cell.working
         if working is STALE:
             snapshot = _current(cell)  # committed or in flight: never mutated
@@ -810,6 +817,8 @@ class TenantActor(pykka.ThreadingActor):
             for operation in operations[start:]:
                 if type(operation) not in (Update, Save) or operation.done:
                     continue
+                if _awaits_commit(operation) and operation.failure is None:
+                    continue  # a compare-and-set: answered by its commit
                 if operation.failure is not None:
                     error = operation.failure
                     operation.set_exception((type(error), error, None))
@@ -992,6 +1001,14 @@ def _must_load(cell: TenantCell, operation: Operation, buffered: bool) -> bool:
         return True
     # A compare-and-set is decided here, on the version stored.
     return isinstance(operation, Save) and operation.expected is not None
+
+
+def _awaits_commit(operation: Operation) -> bool:
+    """Whether ``operation``'s caller waits for its commit, also when buffered:
+    a flush, or a compare-and-set (decided on the version stored)."""
+    return isinstance(operation, Flush) or (
+        isinstance(operation, Save) and operation.expected is not None
+    )
 
 
 def _overwrites(operation: Operation) -> bool:

@@ -36,7 +36,7 @@ from actors import (
     VersionConflict,
     Versioned,
 )
-from actors._cell import NEWER, UNKNOWN, Flush, FlushBarrier, Refresh
+from actors._cell import NEWER, UNKNOWN, Flush, FlushBarrier, Refresh, Save
 from dna import TenantDNA
 from storage import Change, CommitOutcomeUnknown, Record, SQLiteStorage
 from tests.conftest import (
@@ -754,6 +754,74 @@ def test_a_compare_and_set_on_a_tenant_another_store_changed_is_judged_on_storag
         assert (got.version, got.dna.common_intents) == (3, ["cas"])
         with pytest.raises(VersionConflict):
             ours.save("t", TenantDNA(), expected_version=2)
+
+
+def test_a_buffered_compare_and_set_another_store_beat_to_storage_raises(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A buffered change is acknowledged once applied, but a compare-and-set
+    # is decided on what is stored: another store's commit that lands after
+    # it was applied and before it was written makes it a conflict. Answered
+    # at once, its caller heard "saved" and the save was never written.
+    from actors._writer import Writer
+
+    commit = Writer._commit
+    release = threading.Event()
+
+    def held_commit(writer: Writer) -> None:
+        if writer._batch:
+            assert release.wait(CHILD_TIMEOUT)
+        commit(writer)
+
+    path = tmp_path / "profiles.db"
+    with TenantDNAStore(
+        path, durability="buffered", flush_interval=600, staleness=600
+    ) as ours:
+        ours.update_from_session("t", {"intent": "first"})
+        ours.flush(timeout=CHILD_TIMEOUT)
+        assert ours.get_versioned("t").version == 1
+        monkeypatch.setattr(Writer, "_commit", held_commit)
+        outcome: list[BaseException | None] = []
+
+        def compare_and_set() -> None:
+            try:
+                ours.save("t", TenantDNA(common_intents=["ours"]), expected_version=1)
+            except BaseException as error:
+                outcome.append(error)
+            else:
+                outcome.append(None)
+
+        saver = threading.Thread(target=compare_and_set, daemon=True)
+        saver.start()
+        cell = ours._directory["t"]
+        assert wait_for(  # applied, and its commit not written
+            lambda: any(isinstance(op, Save) for op in cell.in_flight or ()),
+            CHILD_TIMEOUT,
+        )
+        theirs = SQLiteStorage(path)
+        record = theirs.load("t")
+        assert record is not None
+        written = theirs.commit(
+            [
+                Change(
+                    "t",
+                    TenantDNA(common_intents=["theirs"]),
+                    record.version,
+                    record.incarnation,
+                )
+            ]
+        )
+        theirs.close()
+        assert [getattr(o, "version", None) for o in written] == [2]
+        release.set()
+        ours.flush(timeout=CHILD_TIMEOUT)
+        saver.join(timeout=CHILD_TIMEOUT)
+        assert not saver.is_alive()
+        assert len(outcome) == 1
+        assert isinstance(outcome[0], VersionConflict)
+    with TenantDNAStore(path) as reopened:
+        stored = reopened.get_versioned("t")
+        assert (stored.version, stored.dna.common_intents) == (2, ["theirs"])
 
 
 def test_a_coroutine_reads_what_another_store_wrote_once_it_is_known_stale(
