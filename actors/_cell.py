@@ -209,8 +209,8 @@ class FlushBarrier(Flush):
     Each cell answers it as it would a flush of its own, once every change
     before it is committed; it resolves once ``waiting`` cells have, or at
     the first error. One object and one wait for a slot, not a flush for
-    every busy cell: a buffered tick has thousands. Only the slot's actor
-    answers it while the store runs.
+    every busy cell: a flush of a buffered backlog finds thousands. Only the
+    slot's actor answers it while the store runs.
     """
 
     __slots__ = ("waiting",)
