@@ -92,7 +92,6 @@ class TenantActor(pykka.ThreadingActor):
         # The log's levels, asked once a batch: the routine events of a
         # change (activated, committed, passivated) each cost a level check.
         self._debug = self._info = False
-        self._decided = False  # see _drain_cell
         # The cells of this slot, least recently used first; and those the
         # eviction clock found busy, out of the order until their next drain
         # (which their work is sure to bring) puts them back at its end.
@@ -260,31 +259,38 @@ class TenantActor(pykka.ThreadingActor):
             self._log.debug("tenant_passivated", tenant_id=cell.tenant_id)
         return True
 
+    def _take_settled(self, cell: TenantCell) -> None:
+        """Settle the commit in flight if the writer left its outcome.
+
+        Taken before the mailbox, and again before each part of it taken
+        later: what the mailbox holds came after the outcome (a Resubmit
+        then finds nothing to send again), or as it came (a caller's change,
+        which may as well have come after).
+        """
+        settled = cell.settled
+        if settled is None:
+            return
+        cell.settled = None
+        if type(settled) is Settled:
+            self._settle(cell, settled.outcome, settled.scrub)
+        else:
+            self._settle(cell, settled)
+
     def _drain_cell(self, cell: TenantCell) -> None:
         """Apply the cell's mailbox up to its end."""
         mailbox = cell.mailbox
         operation: Operation | None = None
         taken: list[Operation] = []
-        # Whether anything was applied to the working profile, to answer: a
-        # drain that only settled a commit has nothing to publish or answer.
-        self._decided = False
         try:
-            settled = cell.settled
-            if settled is not None:
-                # The commit in flight is settled first: what the mailbox holds
-                # came after its outcome (a Resubmit finds nothing to send
-                # again), or as it came (a caller's change, which may as well
-                # have come after).
-                cell.settled = None
-                if type(settled) is Settled:
-                    self._settle(cell, settled.outcome, settled.scrub)
-                else:
-                    self._settle(cell, settled)
+            self._take_settled(cell)
             while mailbox:
                 # The head of the mailbox, taken in two steps each atomic
                 # under the GIL: what callers append meanwhile stays.
                 taken = mailbox[:]
                 del mailbox[: len(taken)]
+                # An outcome left while this drain went on is taken before
+                # what came after it (a Resubmit the writer's loss brought).
+                self._take_settled(cell)
                 for operation in taken:
                     kind = type(operation)
                     if kind is Update:
@@ -308,7 +314,7 @@ class TenantActor(pykka.ThreadingActor):
                 taken = []
             operation = None
             self._submit(cell)
-            if self._decided and self._context.buffered:
+            if self._context.buffered:
                 self._answer_applied(cell)
         except BaseException as error:
             # Not expected; the operation in hand is answered, the cell's
@@ -366,7 +372,6 @@ class TenantActor(pykka.ThreadingActor):
         _pend(cell, operation)
 
     def _decide(self, cell: TenantCell, operation: Operation) -> None:
-        self._decided = True
         # The last update so far is answered with the working profile itself;
         # before the profile changes again it gets a copy of its own.
         if cell.working is STALE:
@@ -794,6 +799,11 @@ class TenantActor(pykka.ThreadingActor):
         elif cell.pending or cell.in_flight is not None:
             version = _logical_version(cell)
             cell.published = None if snapshot is None else Versioned(snapshot, version)
+        else:
+            # Nothing applied waits for storage: what is stored is what it
+            # published (a change refused at its commit, a compare-and-set
+            # another process beat, is not), unless storage must be read.
+            cell.published = cell.base if cell.stale == FRESH else None
         # The answers keep the snapshot frozen, not the published profile,
         # which the next drain replaces (see freeze); made only if asked for.
         frozen: Frozen | None = None

@@ -36,7 +36,7 @@ from actors import (
     VersionConflict,
     Versioned,
 )
-from actors._cell import NEWER, UNKNOWN, Flush, FlushBarrier, Refresh, Save
+from actors._cell import NEWER, UNKNOWN, Delete, Flush, FlushBarrier, Refresh, Save
 from dna import TenantDNA
 from storage import Change, CommitOutcomeUnknown, Record, SQLiteStorage
 from tests.conftest import (
@@ -819,9 +819,80 @@ def test_a_buffered_compare_and_set_another_store_beat_to_storage_raises(
         assert not saver.is_alive()
         assert len(outcome) == 1
         assert isinstance(outcome[0], VersionConflict)
+        # Nor is the refused profile what this store shows.
+        shown = ours.get_versioned("t")
+        assert (shown.version, shown.dna.common_intents) == (2, ["theirs"])
     with TenantDNAStore(path) as reopened:
         stored = reopened.get_versioned("t")
         assert (stored.version, stored.dna.common_intents) == (2, ["theirs"])
+
+
+def test_a_buffered_compare_and_set_whose_commit_fails_shows_what_is_stored(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Its caller hears StorageError; readers must not see the profile it
+    # failed to write (published when it was applied).
+    path = tmp_path / "profiles.db"
+    with TenantDNAStore(
+        path, durability="buffered", flush_interval=600, staleness=600
+    ) as store:
+        store.save("t", TenantDNA(common_intents=["stored"]))
+        store.flush(timeout=CHILD_TIMEOUT)
+        commit = SQLiteStorage.commit
+
+        def refuse(storage: SQLiteStorage, changes: Any) -> Any:
+            raise StorageError("the disk is gone")
+
+        monkeypatch.setattr(SQLiteStorage, "commit", refuse)
+        with pytest.raises(StorageError):
+            store.save("t", TenantDNA(common_intents=["refused"]), expected_version=1)
+        monkeypatch.setattr(SQLiteStorage, "commit", commit)
+        shown = store.get_versioned("t")
+        assert (shown.version, shown.dna.common_intents) == (1, ["stored"])
+
+
+def test_a_buffered_update_behind_an_erasure_is_shown_once_both_are_committed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The erasure's settling published nothing; the update's commit, behind
+    # it, must leave the tenant shown as stored (it read as absent).
+    from actors._writer import Writer
+
+    commit = Writer._commit
+    hold, release = threading.Event(), threading.Event()
+
+    def held_commit(writer: Writer) -> None:
+        if hold.is_set() and writer._batch:
+            hold.clear()
+            assert release.wait(CHILD_TIMEOUT)
+        commit(writer)
+
+    monkeypatch.setattr(Writer, "_commit", held_commit)
+    path = tmp_path / "profiles.db"
+    with TenantDNAStore(
+        path, durability="buffered", flush_interval=600, staleness=600
+    ) as store:
+        store.save("t", TenantDNA(common_intents=["before"]))
+        store.flush(timeout=CHILD_TIMEOUT)
+        hold.set()
+        eraser = threading.Thread(target=store.delete, args=("t",), daemon=True)
+        eraser.start()
+        cell = store._context.directory["t"]
+        assert wait_for(
+            lambda: any(isinstance(op, Delete) for op in cell.in_flight or ()),
+            CHILD_TIMEOUT,
+        )
+        update = store.update_from_session_async("t", PROBE, alpha=0.01)
+        assert sessions_applied(update.get(timeout=CHILD_TIMEOUT)) == 1
+        release.set()
+        eraser.join(timeout=CHILD_TIMEOUT)
+        assert not eraser.is_alive()
+        store.flush(timeout=CHILD_TIMEOUT)
+        shown = store.get_versioned("t")
+        assert (shown.version, sessions_applied(shown.dna)) == (1, 1)
+    with TenantDNAStore(path) as reopened:
+        stored = reopened.get_versioned("t")
+        assert (stored.version, sessions_applied(stored.dna)) == (1, 1)
 
 
 def test_a_coroutine_reads_what_another_store_wrote_once_it_is_known_stale(

@@ -554,6 +554,58 @@ def test_an_outcome_left_in_a_cell_is_taken_before_a_resubmission_behind_it(
         assert sessions_applied(reopened.get("acme")) == 2
 
 
+def test_an_outcome_left_while_its_cell_is_drained_is_taken_before_a_resubmission(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As above, with the actor in the middle of draining the cell when the
+    # lost writer leaves the outcome and the Resubmit comes: the same drain
+    # takes the Resubmit, and must take the outcome before it.
+    from actors._writer import Writer
+
+    commit = Writer._commit
+    writing, written = threading.Event(), threading.Event()
+    holding, release = threading.Event(), threading.Event()
+
+    def held_commit(writer: Writer) -> None:
+        if writer._batch and not writing.is_set():
+            writing.set()
+            assert written.wait(WAIT)
+        commit(writer)
+
+    apply = TenantActor._apply
+
+    def held_apply(actor: TenantActor, cell: Any, operation: Any) -> None:
+        if cell.tenant_id == "acme" and writing.is_set() and not holding.is_set():
+            holding.set()
+            assert release.wait(WAIT)
+        apply(actor, cell, operation)
+
+    monkeypatch.setattr(Writer, "_commit", held_commit)
+    monkeypatch.setattr(TenantActor, "_apply", held_apply)
+    path = tmp_path / "w.db"
+    with TenantDNAStore(path, max_active=1, exit_timeout=WAIT) as store:
+        first = store.update_from_session_async("acme", PROBE, alpha=0.01)
+        assert writing.wait(WAIT)  # its commit is under way
+        second = store.update_from_session_async("acme", PROBE, alpha=0.01)
+        assert holding.wait(WAIT)  # the actor is draining acme, past the outcome
+        cell = store._context.directory["acme"]
+        old = store._context.writer
+        assert old is not None
+        old.stop(block=False)
+        written.set()  # commits the first, then stops: the registry resubmits
+        assert wait_for(lambda: any(type(op) is Resubmit for op in cell), WAIT)
+        assert cell.settled is not None
+        release.set()
+        assert [sessions_applied(f.get(timeout=WAIT)) for f in (first, second)] == [
+            1,
+            2,
+        ]
+        store.flush(timeout=WAIT)
+        assert store.get_versioned("acme").version == 2
+    with TenantDNAStore(path) as reopened:
+        assert sessions_applied(reopened.get("acme")) == 2
+
+
 def test_the_rest_of_a_settlement_an_actor_failed_in_is_settled_by_its_replacement(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
