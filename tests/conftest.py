@@ -135,3 +135,32 @@ def writer_request(message: Any) -> str:
     if type(message) is TenantCell or message[0] == "urgent":
         return "commit"
     return str(message[0])
+
+
+def hold_commits(
+    monkeypatch: pytest.MonkeyPatch,
+    release: threading.Event,
+    *,
+    once: bool = False,
+    started: threading.Event | None = None,
+    timeout: float = 60.0,
+) -> None:
+    """Make store writers' commits wait for ``release`` (``timeout`` s at most).
+
+    Every commit of changes waits, or with ``once`` only the first; ``started``
+    is set when one starts to wait. Undone with the test's ``monkeypatch``.
+    """
+    from actors._writer import Writer
+
+    commit = Writer._commit
+    held = threading.Event()
+
+    def held_commit(writer: Writer) -> None:
+        if writer._batch and not (once and held.is_set()):
+            held.set()
+            if started is not None:
+                started.set()
+            assert release.wait(timeout)
+        commit(writer)
+
+    monkeypatch.setattr(Writer, "_commit", held_commit)

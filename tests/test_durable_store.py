@@ -42,6 +42,7 @@ from storage import Change, CommitOutcomeUnknown, Record, SQLiteStorage
 from tests.conftest import (
     PROBE,
     SEED_SESSION,
+    hold_commits,
     learned,
     sessions_applied,
     wait_for,
@@ -763,16 +764,7 @@ def test_a_buffered_compare_and_set_another_store_beat_to_storage_raises(
     # is decided on what is stored: another store's commit that lands after
     # it was applied and before it was written makes it a conflict. Answered
     # at once, its caller heard "saved" and the save was never written.
-    from actors._writer import Writer
-
-    commit = Writer._commit
     release = threading.Event()
-
-    def held_commit(writer: Writer) -> None:
-        if writer._batch:
-            assert release.wait(CHILD_TIMEOUT)
-        commit(writer)
-
     path = tmp_path / "profiles.db"
     with TenantDNAStore(
         path, durability="buffered", flush_interval=600, staleness=600
@@ -780,7 +772,7 @@ def test_a_buffered_compare_and_set_another_store_beat_to_storage_raises(
         ours.update_from_session("t", {"intent": "first"})
         ours.flush(timeout=CHILD_TIMEOUT)
         assert ours.get_versioned("t").version == 1
-        monkeypatch.setattr(Writer, "_commit", held_commit)
+        hold_commits(monkeypatch, release)
         outcome: list[BaseException | None] = []
 
         def compare_and_set() -> None:
@@ -856,25 +848,14 @@ def test_a_buffered_update_behind_an_erasure_is_shown_once_both_are_committed(
 ) -> None:
     # The erasure's settling published nothing; the update's commit, behind
     # it, must leave the tenant shown as stored (it read as absent).
-    from actors._writer import Writer
-
-    commit = Writer._commit
-    hold, release = threading.Event(), threading.Event()
-
-    def held_commit(writer: Writer) -> None:
-        if hold.is_set() and writer._batch:
-            hold.clear()
-            assert release.wait(CHILD_TIMEOUT)
-        commit(writer)
-
-    monkeypatch.setattr(Writer, "_commit", held_commit)
+    release = threading.Event()
     path = tmp_path / "profiles.db"
     with TenantDNAStore(
         path, durability="buffered", flush_interval=600, staleness=600
     ) as store:
         store.save("t", TenantDNA(common_intents=["before"]))
         store.flush(timeout=CHILD_TIMEOUT)
-        hold.set()
+        hold_commits(monkeypatch, release, once=True)
         eraser = threading.Thread(target=store.delete, args=("t",), daemon=True)
         eraser.start()
         cell = store._context.directory["t"]
@@ -1332,17 +1313,8 @@ def test_a_flush_of_tenants_with_only_a_commit_in_flight_makes_one_wait(
     # each: for a buffered backlog, an object and a wait per tenant. Tenants
     # with nothing but a commit in flight share one barrier, answered by
     # each as its commit settles; the flush returns once all of them are.
-    from actors._writer import Writer
-
-    commit = Writer._commit
     inspected = threading.Event()
-
-    def held_commit(writer: Writer) -> None:
-        if writer._batch:
-            assert inspected.wait(CHILD_TIMEOUT)
-        commit(writer)
-
-    monkeypatch.setattr(Writer, "_commit", held_commit)
+    hold_commits(monkeypatch, inspected)
     tenants = [f"t{index}" for index in range(100)]
     with TenantDNAStore(
         tmp_path / "profiles.db",

@@ -28,7 +28,14 @@ from actors._cell import Resubmit, Update
 from actors._tenant import TenantActor
 from dna import InvalidSessionMetrics, TenantDNA, parse_session_metrics
 from storage import SQLiteStorage
-from tests.conftest import PROBE, learned, run_threads, sessions_applied, wait_for
+from tests.conftest import (
+    PROBE,
+    hold_commits,
+    learned,
+    run_threads,
+    sessions_applied,
+    wait_for,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 # Children import this checkout's packages, wherever it lives.
@@ -496,46 +503,44 @@ def test_a_change_already_given_to_the_replacement_writer_is_committed_once(
         assert sessions_applied(reopened.get("acme")) == 2
 
 
+@pytest.mark.parametrize("held", ["queued", "draining"])
 def test_an_outcome_left_in_a_cell_is_taken_before_a_resubmission_behind_it(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, held: str
 ) -> None:
     # A lost writer leaves the outcomes of what it committed in their cells,
-    # then the registry has every change still in flight sent again. A cell
-    # queued before that outcome came is drained before the slot's
-    # Settlement: it must take the outcome first, or the Resubmit in its
-    # mailbox sends the committed change again, to be committed twice.
-    from actors._writer import Writer
-
-    commit = Writer._commit
+    # then the registry has every change still in flight sent again. The
+    # tenant's actor is held when they come: with the cell queued behind
+    # another, drained before the slot's Settlement ("queued"), or in the
+    # middle of draining it, which then takes the Resubmit ("draining"). It
+    # must take the outcome first, or the Resubmit sends the committed change
+    # again, to be committed twice.
     writing, written = threading.Event(), threading.Event()
     holding, release = threading.Event(), threading.Event()
+    hold_commits(monkeypatch, written, once=True, started=writing)
+    hold_at = TenantActor._drain if held == "queued" else TenantActor._apply
+    held_tenant = "hold" if held == "queued" else "acme"
 
-    def held_commit(writer: Writer) -> None:
-        if writer._batch and not writing.is_set():
-            writing.set()
-            assert written.wait(WAIT)
-        commit(writer)
-
-    drain = TenantActor._drain
-
-    def held_drain(actor: TenantActor, cell: Any) -> None:
-        if cell.tenant_id == "hold" and not holding.is_set():
+    def held_actor(actor: TenantActor, cell: Any, *operation: Any) -> None:
+        if cell.tenant_id == held_tenant and writing.is_set() and not holding.is_set():
             holding.set()
             assert release.wait(WAIT)
-        drain(actor, cell)
+        hold_at(actor, cell, *operation)
 
-    monkeypatch.setattr(Writer, "_commit", held_commit)
-    monkeypatch.setattr(TenantActor, "_drain", held_drain)
+    monkeypatch.setattr(TenantActor, hold_at.__name__, held_actor)
     path = tmp_path / "w.db"
     with TenantDNAStore(path, max_active=1, exit_timeout=WAIT) as store:
         first = store.update_from_session_async("acme", PROBE, alpha=0.01)
         assert writing.wait(WAIT)  # its commit is under way
-        store.update_from_session_async("hold", PROBE, alpha=0.01)
-        assert holding.wait(WAIT)  # the slot's actor is held
-        # Queued behind the held cell, before the outcome of the first.
-        second = store.update_from_session_async("acme", PROBE, alpha=0.01)
+        if held == "queued":
+            store.update_from_session_async("hold", PROBE, alpha=0.01)
+            assert holding.wait(WAIT)  # the slot's actor is held
+            # Queued behind the held cell, before the outcome of the first.
+            second = store.update_from_session_async("acme", PROBE, alpha=0.01)
+            assert store._context.directory["acme"].scheduled
+        else:
+            second = store.update_from_session_async("acme", PROBE, alpha=0.01)
+            assert holding.wait(WAIT)  # draining acme, past the outcome
         cell = store._context.directory["acme"]
-        assert cell.scheduled
         old = store._context.writer
         assert old is not None
         old.stop(block=False)
@@ -549,58 +554,6 @@ def test_an_outcome_left_in_a_cell_is_taken_before_a_resubmission_behind_it(
         ]
         store.flush(timeout=WAIT)
         assert sessions_applied(store.get("acme")) == 2
-        assert store.get_versioned("acme").version == 2
-    with TenantDNAStore(path) as reopened:
-        assert sessions_applied(reopened.get("acme")) == 2
-
-
-def test_an_outcome_left_while_its_cell_is_drained_is_taken_before_a_resubmission(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # As above, with the actor in the middle of draining the cell when the
-    # lost writer leaves the outcome and the Resubmit comes: the same drain
-    # takes the Resubmit, and must take the outcome before it.
-    from actors._writer import Writer
-
-    commit = Writer._commit
-    writing, written = threading.Event(), threading.Event()
-    holding, release = threading.Event(), threading.Event()
-
-    def held_commit(writer: Writer) -> None:
-        if writer._batch and not writing.is_set():
-            writing.set()
-            assert written.wait(WAIT)
-        commit(writer)
-
-    apply = TenantActor._apply
-
-    def held_apply(actor: TenantActor, cell: Any, operation: Any) -> None:
-        if cell.tenant_id == "acme" and writing.is_set() and not holding.is_set():
-            holding.set()
-            assert release.wait(WAIT)
-        apply(actor, cell, operation)
-
-    monkeypatch.setattr(Writer, "_commit", held_commit)
-    monkeypatch.setattr(TenantActor, "_apply", held_apply)
-    path = tmp_path / "w.db"
-    with TenantDNAStore(path, max_active=1, exit_timeout=WAIT) as store:
-        first = store.update_from_session_async("acme", PROBE, alpha=0.01)
-        assert writing.wait(WAIT)  # its commit is under way
-        second = store.update_from_session_async("acme", PROBE, alpha=0.01)
-        assert holding.wait(WAIT)  # the actor is draining acme, past the outcome
-        cell = store._context.directory["acme"]
-        old = store._context.writer
-        assert old is not None
-        old.stop(block=False)
-        written.set()  # commits the first, then stops: the registry resubmits
-        assert wait_for(lambda: any(type(op) is Resubmit for op in cell), WAIT)
-        assert cell.settled is not None
-        release.set()
-        assert [sessions_applied(f.get(timeout=WAIT)) for f in (first, second)] == [
-            1,
-            2,
-        ]
-        store.flush(timeout=WAIT)
         assert store.get_versioned("acme").version == 2
     with TenantDNAStore(path) as reopened:
         assert sessions_applied(reopened.get("acme")) == 2
