@@ -13,6 +13,9 @@ after an actor was lost. Every field has one writer, so no lock is needed.
 
 from __future__ import annotations
 
+import contextlib
+import itertools
+import queue
 import time
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
@@ -209,20 +212,27 @@ class FlushBarrier(Flush):
     Each cell answers it as it would a flush of its own, once every change
     before it is committed; it resolves once ``waiting`` cells have, or at
     the first error. One object and one wait for a slot, not a flush for
-    every busy cell: a flush of a buffered backlog finds thousands. Only the
-    slot's actor answers it while the store runs.
+    every busy cell: a flush of a buffered backlog finds thousands.
+
+    Answered by the slot's actor, or, for a buffered cell whose commit was
+    in flight (``TenantCell.waiters``), by the writer as soon as that commit
+    is written: two threads, so the answers are counted with ``next()`` on
+    a count (one step under the GIL), and ``waiting`` is set before any cell
+    is given the barrier.
     """
 
-    __slots__ = ("waiting",)
+    __slots__ = ("_answered", "waiting")
 
     def __init__(self) -> None:
         super().__init__()
         self.waiting = 0
+        self._answered = itertools.count(1)
 
     def set(self, value: Any | None = None) -> None:
-        self.waiting -= 1
-        if self.waiting == 0:
-            super().set(None)
+        if next(self._answered) == self.waiting:
+            # (Unless an error answered it first: in another thread, maybe.)
+            with contextlib.suppress(queue.Full):
+                super().set(None)
 
 
 class SlotFlush(Reply[list[Reply[Any]]]):
@@ -368,6 +378,15 @@ class TenantCell(list[Operation]):
     * ``settled``: the outcome of the commit in flight, written by the writer
       (before it queues the cell's :class:`Settlement`), taken and cleared by
       the actor at the start of the cell's next drain.
+    * ``waiters``: buffered, the flushes (:class:`FlushBarrier`) that wait
+      for nothing but the commit in flight: ``(change, barriers)``, or
+      ``None``. The actor appends to the list, then reads ``settled``; the
+      writer writes ``settled``, then pops the barriers of the change it
+      wrote (never those of the next commit, which the actor may have begun
+      meanwhile) and answers them if it was written as it was. Each side
+      writes before it reads and a pop is one step, so each barrier is
+      answered once: by the writer, or by the actor, which settles them with
+      the commit, as part of it (a failed commit answers them its error).
     * ``scheduled``: the wake-up token. Whoever sets it after appending is
       responsible for getting the mailbox drained: it puts the cell on its
       slot's ready queue (``Context.wake``). The actor clears it *before*
@@ -404,6 +423,7 @@ class TenantCell(list[Operation]):
         "stale",
         "suspect",
         "tenant_id",
+        "waiters",
         "working",
     )
 
@@ -431,6 +451,7 @@ class TenantCell(list[Operation]):
         self.change: Change | None = None
         self.sent_to: object = None
         self.settled: Outcome | StorageError | Settled | None = None
+        self.waiters: tuple[Change, list[Flush]] | None = None
         self.latest: Operation | None = None
         self.suspect = False
         self.stale = FRESH
@@ -492,7 +513,12 @@ class TenantCell(list[Operation]):
     def fail_unsettled(self) -> None:
         """Answer applied changes no commit will settle (the actors have
         stopped, storage refusing): ``StoreClosed``, stored or not."""
-        for operations in (self.pending, self.in_flight or ()):
+        waiters = self.waiters
+        for operations in (
+            self.pending,
+            self.in_flight or (),
+            () if waiters is None else waiters[1],
+        ):
             for operation in list(operations):
                 if not operation.future.done:
                     operation.future.set_exception(

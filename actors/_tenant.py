@@ -271,6 +271,21 @@ class TenantActor(pykka.ThreadingActor):
         if settled is None:
             return
         cell.settled = None
+        waiters = cell.waiters
+        if waiters is not None:
+            # Flushes waiting for this commit that the writer did not answer
+            # (it answers those of a commit written as it was), taken after
+            # the outcome as the writer takes them after leaving it: settled
+            # with the commit, as part of it (a failure is theirs too).
+            flushes: list[Operation] = []
+            with contextlib.suppress(IndexError):
+                while True:
+                    flushes.append(waiters[1].pop())
+            cell.waiters = None
+            if cell.in_flight is not None:
+                cell.in_flight.extend(flushes)
+            else:  # (not expected: nothing left to wait for)
+                self._answer(flushes, None)
         if type(settled) is Settled:
             self._settle(cell, settled.outcome, settled.scrub)
         else:
@@ -418,7 +433,7 @@ class TenantActor(pykka.ThreadingActor):
         # Let go of the cells: whoever still holds the flush (a caller, or the
         # registry's last message, until its next one) must not keep them.
         cells, flush.cells = flush.cells, []
-        barrier: FlushBarrier | None = None
+        in_flight: list[TenantCell] = []
         for cell in cells:
             if not cell.busy:
                 continue
@@ -435,18 +450,37 @@ class TenantActor(pykka.ThreadingActor):
                 cell_flush = Flush()
                 flushes.append(cell_flush)
                 cell.post(cell_flush, self._context)
-                continue
+            else:
+                in_flight.append(cell)
+        if in_flight:
             # A commit in flight and nothing else to do (a buffered one held
             # back, or one being written): this actor is the cell's, so it
-            # pends the flush itself, answered when that commit settles and
-            # whatever came after it is committed, instead of waking the cell
-            # for it; one barrier for all of them, and the writer is told once.
-            if barrier is None:
-                barrier = FlushBarrier()
-                flushes.append(barrier)
-            barrier.waiting += 1
-            _pend(cell, barrier)
-        if barrier is not None:
+            # hands the cell the flush itself instead of waking it for it;
+            # one barrier for all of them, and the writer is told once.
+            barrier = FlushBarrier()
+            barrier.waiting = len(in_flight)  # before any cell can answer
+            flushes.append(barrier)
+            buffered = self._context.buffered
+            for cell in in_flight:
+                if not buffered or cell.pending:
+                    # Answered once the commit is settled here and whatever
+                    # came after it committed (with ``commit``, what it wrote
+                    # is published then).
+                    _pend(cell, barrier)
+                    continue
+                # Buffered, what the commit writes is published already: the
+                # writer answers the barrier as soon as it is written (see
+                # ``TenantCell.waiters``), not once this actor gets to settle
+                # it, which a flush of a backlog would wait for, tenant by
+                # tenant, behind the next transaction.
+                waiters = cell.waiters
+                if waiters is None or waiters[0] is not cell.change:
+                    assert cell.change is not None
+                    waiters = cell.waiters = (cell.change, [])
+                # If the writer has left the outcome already, it may have
+                # looked before this: the settling of the commit, which comes
+                # after, answers it then (see _take_settled).
+                waiters[1].append(barrier)
             writer = self._context.writer
             if writer is not None:
                 with contextlib.suppress(pykka.ActorDeadError):
@@ -548,6 +582,16 @@ class TenantActor(pykka.ThreadingActor):
                 cell.working = STALE
             if cell.latest is not None and cell.latest in batch:
                 cell.latest = None  # its answer is the committed profile
+            # Urgent (buffered: not held for the tick) when someone waits
+            # for the commit: an erasure, a flush, a compare-and-set.
+            urgent = erase or any(map(_awaits_commit, batch))
+            flushes: list[Flush] = []
+            if self._context.buffered and urgent:
+                # Buffered, a flush waits for the commit alone (what it
+                # writes is published): the writer answers it once written.
+                flushes = [op for op in batch if isinstance(op, Flush)]
+                if flushes:
+                    batch = [op for op in batch if not isinstance(op, Flush)]
             base = cell.base
             force = any(_overwrites(op) for op in batch)
             change = Change(
@@ -561,6 +605,8 @@ class TenantActor(pykka.ThreadingActor):
             cell.pending = rest
             cell.in_flight = batch
             cell.change = change
+            if flushes:
+                cell.waiters = (change, flushes)  # (none: nothing was in flight)
             if self._context.inline:
                 try:
                     outcome = self._context.storage_here().commit([change])[0]
@@ -571,9 +617,7 @@ class TenantActor(pykka.ThreadingActor):
                     self._context.inline_changes.add()
                     self._settle(cell, outcome)
             else:
-                # Urgent (buffered: not held for the tick) when someone
-                # waits for the commit: an erasure, a flush, a compare-and-set.
-                self._send(cell, erase or any(map(_awaits_commit, batch)))
+                self._send(cell, urgent)
 
     def _send(self, cell: TenantCell, urgent: bool) -> None:
         """Hand the commit in flight to the writer (set before: a lost writer's

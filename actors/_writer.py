@@ -9,9 +9,9 @@ from typing import TYPE_CHECKING, Any
 
 import pykka
 
-from actors._cell import Refresh, Settled, Settlement, TenantCell
+from actors._cell import Flush, Refresh, Settled, Settlement, TenantCell
 from actors._tenant import as_storage_error
-from storage import Change, ScrubIncomplete, StorageError
+from storage import Change, Committed, ScrubIncomplete, StorageError
 
 if TYPE_CHECKING:
     from actors._context import Context
@@ -31,8 +31,11 @@ class Writer(pykka.ThreadingActor):
     :class:`Settlement` a slot). With
     ``durability="commit"`` it commits as soon as its inbox is empty; with
     ``"buffered"`` it holds changes until a tick (every ``flush_interval``), a
-    flush or an erasure asks for them. On ticks it also asks storage what other
-    processes committed and tells the tenants concerned to reload.
+    flush, an erasure or callers waiting for room ask for them, then commits
+    them all, :data:`MAX_BATCH` a transaction, and answers the flushes that
+    waited for nothing else (see ``TenantCell.waiters``). On ticks it also
+    asks storage what other processes committed and tells the tenants
+    concerned to reload.
     """
 
     use_daemon_thread = True
@@ -45,6 +48,10 @@ class Writer(pykka.ThreadingActor):
         self._urgent = False
         self._cursor: int | None = None
         self._ours: dict[str, int] = {}  # committed here since the last poll
+        # Written, and held back from their actors until the next commit or
+        # until the inbox is empty (see _commit).
+        self._settled: dict[int, list[TenantCell]] = {}
+        self._answered: list[list[Flush]] = []
         self._log = context.events
 
     @staticmethod
@@ -82,11 +89,22 @@ class Writer(pykka.ThreadingActor):
             elif kind == "poll":
                 self._poll()
             context = self._context
-            if (
-                (self._urgent or not context.buffered or context.places.empty())
-                and self.actor_inbox.empty()
-            ) or len(self._batch) >= MAX_BATCH:
+            if context.buffered:
+                # Held until someone asks (a tick, a flush, an urgent change,
+                # or callers waiting for room): a backlog applied meanwhile
+                # is committed at once, after the tenants' actors are through
+                # it, not transaction by transaction beside them, each of its
+                # rows waiting for the GIL their work holds.
+                asked = self._urgent or context.places.empty()
+                more = not self.actor_inbox.empty()
+                if asked and (not more or len(self._batch) >= MAX_BATCH):
+                    self._commit()
+            elif self.actor_inbox.empty() or len(self._batch) >= MAX_BATCH:
                 self._commit()
+            if self._settled and self.actor_inbox.empty():
+                settled, self._settled = self._settled, {}
+                answered, self._answered = self._answered, []
+                self._wake(settled, answered)
         except Exception as error:  # the writer must outlive any message
             self._log.error("writer_failed", error=repr(error))
 
@@ -95,6 +113,7 @@ class Writer(pykka.ThreadingActor):
         # registry hears of the loss: a cell's drain settles first, so a
         # resubmission never overtakes them.
         self._commit()
+        self._wake(self._settled, self._answered)
         if not self._context.closing:
             self._lost()
 
@@ -108,10 +127,57 @@ class Writer(pykka.ThreadingActor):
                 registry.tell(("writer_lost", self.actor_ref))
 
     def _commit(self) -> None:
+        """Commit the batch, :data:`MAX_BATCH` changes a transaction.
+
+        Buffered, the tenants with changes waiting behind their commit go
+        first, in a transaction of their own, and are settled at once: their
+        next commit is on its way while the rest are written. The others are
+        settled once the last is written, or, if more came meanwhile, after
+        the next commit: settling thousands of tenants beside a transaction
+        made each of its rows wait for the GIL.
+        """
         self._urgent = False
         batch, self._batch = self._batch, []
-        if not batch:
-            return
+        # What was held back from the commit before is woken after this one.
+        settled, self._settled = self._settled, {}
+        answered, self._answered = self._answered, []
+        try:
+            if self._context.buffered and batch:
+                # (A hint read across threads: it only orders the batch.)
+                first = [cell for cell in batch if cell.pending]
+                if first and len(first) < len(batch):
+                    early: dict[int, list[TenantCell]] = {}
+                    self._transaction(first, early, answered)
+                    self._wake(early, [])
+                    firsts = set(first)
+                    batch = [cell for cell in batch if cell not in firsts]
+            for start in range(0, len(batch), MAX_BATCH):
+                self._transaction(batch[start : start + MAX_BATCH], settled, answered)
+        finally:
+            if self._context.buffered and not self.actor_inbox.empty():
+                self._settled, self._answered = settled, answered
+            else:
+                self._wake(settled, answered)
+
+    def _wake(
+        self, settled: dict[int, list[TenantCell]], answered: list[list[Flush]]
+    ) -> None:
+        """Have the cells settled by their actors, then answer the flushes."""
+        for slot, cells in settled.items():
+            self._context.wake(Settlement(slot, cells))
+        # After the wake-ups: a store closed by a caller this answers stops
+        # its actors behind them, so every commit is settled.
+        for waiters in answered:
+            _answer_waiters(waiters)
+
+    def _transaction(
+        self,
+        batch: list[TenantCell],
+        settled: dict[int, list[TenantCell]],
+        answered: list[list[Flush]],
+    ) -> None:
+        """Commit ``batch`` in one transaction: its cells added to ``settled``,
+        the flushes it lets the writer answer to ``answered``."""
         storage = self._storage
         scrub: StorageError | None = None
         try:
@@ -145,16 +211,26 @@ class Writer(pykka.ThreadingActor):
                     self._ours.pop(cell.tenant_id, None)
         # Each cell's outcome is left in the cell, and its slot's actor is
         # given the cells of its slot at once (see Settlement).
-        settled: dict[int, list[TenantCell]] = {}
         for cell, outcome in zip(batch, outcomes, strict=True):
+            change = cell.change  # (not changed until the outcome is taken)
             cell.settled = outcome if scrub is None else Settled(outcome, scrub)
+            waiters = cell.waiters
+            if (
+                waiters is not None
+                and waiters[0] is change
+                and type(outcome) is Committed
+                and outcome.rebased is None
+            ):
+                # Buffered flushes that wait for nothing but this commit: it
+                # is written as it was applied (and published), so they are
+                # answered here, not once the tenant's actor settles it. Read
+                # after the outcome is left (see TenantCell.waiters).
+                answered.append(waiters[1])
             cells = settled.get(cell.slot)
             if cells is None:
                 settled[cell.slot] = [cell]
             else:
                 cells.append(cell)
-        for slot, cells in settled.items():
-            self._context.wake(Settlement(slot, cells))
 
     def _poll(self) -> None:
         """Tell the tenants other processes changed since the last poll."""
@@ -176,6 +252,17 @@ class Writer(pykka.ThreadingActor):
             change for change in changes.updated if ours.get(change[0]) != change[1]
         ]
         announce(self._context, updated, changes.erased, changes.complete)
+
+
+def _answer_waiters(waiters: list[Flush]) -> None:
+    """Answer the flushes of a commit written as it was (see TenantCell.waiters)."""
+    while True:
+        try:
+            flush = waiters.pop()
+        except IndexError:
+            return
+        with contextlib.suppress(queue.Full):  # (answered already: closed)
+            flush.set(None)
 
 
 def announce(

@@ -36,7 +36,16 @@ from actors import (
     VersionConflict,
     Versioned,
 )
-from actors._cell import NEWER, UNKNOWN, Delete, Flush, FlushBarrier, Refresh, Save
+from actors._cell import (
+    NEWER,
+    UNKNOWN,
+    Delete,
+    Flush,
+    FlushBarrier,
+    Refresh,
+    Save,
+    Settlement,
+)
 from dna import TenantDNA
 from storage import Change, CommitOutcomeUnknown, Record, SQLiteStorage
 from tests.conftest import (
@@ -1311,8 +1320,8 @@ def test_a_flush_of_tenants_with_only_a_commit_in_flight_makes_one_wait(
 ) -> None:
     # A flush handed every busy tenant a Flush of its own, and waited for
     # each: for a buffered backlog, an object and a wait per tenant. Tenants
-    # with nothing but a commit in flight share one barrier, answered by
-    # each as its commit settles; the flush returns once all of them are.
+    # with nothing but a commit in flight share one barrier, answered for
+    # each as its commit is written; the flush returns once all of them are.
     inspected = threading.Event()
     hold_commits(monkeypatch, inspected)
     tenants = [f"t{index}" for index in range(100)]
@@ -1341,9 +1350,14 @@ def test_a_flush_of_tenants_with_only_a_commit_in_flight_makes_one_wait(
             target=store.flush, kwargs={"timeout": CHILD_TIMEOUT}
         )
         flusher.start()
-        assert wait_for(lambda: all(c.pending for c in cells), CHILD_TIMEOUT)
-        pended = {id(op) for cell in cells for op in cell.pending}
-        barrier = cells[0].pending[0]
+        assert wait_for(lambda: all(c.waiters for c in cells), CHILD_TIMEOUT)
+        waiting = [cell.waiters for cell in cells]
+        assert all(
+            w is not None and w[0] is c.change
+            for w, c in zip(waiting, cells, strict=True)
+        )
+        pended = {id(op) for w in waiting if w is not None for op in w[1]}
+        barrier = cells[0].waiters[1][0]  # type: ignore[index]
         assert len(pended) == 1
         assert isinstance(barrier, FlushBarrier)
         assert barrier.waiting == len(tenants)
@@ -1353,6 +1367,257 @@ def test_a_flush_of_tenants_with_only_a_commit_in_flight_makes_one_wait(
         assert not flusher.is_alive()
         assert barrier.done
         assert all(store.get_versioned(tenant).version == 1 for tenant in tenants)
+
+
+def _stored_versions(path: Path) -> dict[str, int]:
+    """The versions the file holds, read on a connection of the test's own."""
+    with TenantDNAStore(path) as reader:
+        return {
+            tenant: reader.get_versioned(tenant).version
+            for tenant in reader.list_tenants()
+        }
+
+
+def test_a_buffered_flush_returns_once_written_not_once_every_tenant_is_settled(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A flush of a buffered backlog waited, after the last transaction, for
+    # the tenants' actors to settle each tenant in it, one by one. What it
+    # promises is the commit, and each profile was published when applied:
+    # the writer answers it as soon as the commit is written. Here the
+    # actors cannot settle anything until the flush has returned.
+    from actors._tenant import TenantActor
+
+    commits_go, settles_go = threading.Event(), threading.Event()
+    hold_commits(monkeypatch, commits_go)
+    take_settled = TenantActor._take_settled
+
+    def held_settle(actor: TenantActor, cell: Any) -> None:
+        if cell.settled is not None:
+            assert settles_go.wait(CHILD_TIMEOUT)
+        take_settled(actor, cell)
+
+    monkeypatch.setattr(TenantActor, "_take_settled", held_settle)
+    path = tmp_path / "profiles.db"
+    tenants = [f"t{index}" for index in range(100)]
+    try:
+        with TenantDNAStore(
+            path, durability="buffered", flush_interval=600, staleness=600
+        ) as store:
+            for tenant in tenants:
+                store.update_from_session(tenant, PROBE, alpha=0.01)
+            cells = [store._context.directory[tenant] for tenant in tenants]
+            flusher = threading.Thread(
+                target=store.flush, kwargs={"timeout": CHILD_TIMEOUT}, daemon=True
+            )
+            flusher.start()
+            assert wait_for(lambda: all(c.waiters for c in cells), CHILD_TIMEOUT)
+            commits_go.set()
+            flusher.join(timeout=CHILD_TIMEOUT)
+            assert not flusher.is_alive()
+            # Returned with every commit written and none settled yet.
+            assert all(cell.settled is not None for cell in cells)
+            assert _stored_versions(path) == dict.fromkeys(tenants, 1)
+            assert all(store.get_versioned(t).version == 1 for t in tenants)
+            settles_go.set()
+            store.flush(timeout=CHILD_TIMEOUT)
+            assert wait_for(
+                lambda: all(c.in_flight is None and c.waiters is None for c in cells),
+                CHILD_TIMEOUT,
+            )
+    finally:
+        settles_go.set()
+        commits_go.set()
+
+
+def test_a_buffered_flush_finds_commits_written_before_it_reached_their_actor(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The writer answers the flushes a tenant holds when it has written the
+    # tenant's commit; a commit written just before the flush reached the
+    # tenant's actor found none, and the actor must answer it instead. The
+    # flush is held at every actor until a tick has written the commits.
+    from actors._tenant import TenantActor
+
+    written = threading.Event()
+    arrived: list[int] = []
+    flush_slot = TenantActor._flush_slot
+
+    def held_flush_slot(actor: TenantActor, flush: Any) -> None:
+        arrived.append(flush.slot)
+        assert written.wait(CHILD_TIMEOUT)
+        flush_slot(actor, flush)
+
+    monkeypatch.setattr(TenantActor, "_flush_slot", held_flush_slot)
+    path = tmp_path / "profiles.db"
+    tenants = [f"t{index}" for index in range(100)]
+    try:
+        with TenantDNAStore(
+            path, durability="buffered", flush_interval=600, staleness=600
+        ) as store:
+            for tenant in tenants:
+                store.update_from_session(tenant, PROBE, alpha=0.01)
+            cells = [store._context.directory[tenant] for tenant in tenants]
+            slots = {cell.slot for cell in cells}
+            flusher = threading.Thread(
+                target=store.flush, kwargs={"timeout": CHILD_TIMEOUT}, daemon=True
+            )
+            flusher.start()
+            assert wait_for(lambda: slots <= set(arrived), CHILD_TIMEOUT)
+            writer = store._context.writer
+            assert writer is not None
+            writer.tell(("tick",))
+            assert wait_for(
+                lambda: all(c.settled is not None for c in cells), CHILD_TIMEOUT
+            )
+            written.set()
+            flusher.join(timeout=CHILD_TIMEOUT)
+            assert not flusher.is_alive()
+            assert _stored_versions(path) == dict.fromkeys(tenants, 1)
+            assert all(c.in_flight is None and c.waiters is None for c in cells)
+    finally:
+        written.set()
+
+
+def test_a_store_closed_as_its_buffered_flush_returns_settles_every_commit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The writer answers a buffered flush once the commit is written; close()
+    # then stops the tenants' actors behind the wake-ups already sent. Woken
+    # after the flush was answered, they stopped first: the commits were
+    # never settled and a compare-and-set committed heard StoreClosed. The
+    # window is widened: each wake-up for a settlement takes 0.2 s here.
+    from actors._context import Context
+
+    wake = Context.wake
+
+    def slow_wake(context: Context, item: Any) -> None:
+        if isinstance(item, Settlement):
+            time.sleep(0.2)
+        wake(context, item)
+
+    tenants = [f"t{index}" for index in range(50)]
+    store = TenantDNAStore(
+        tmp_path / "profiles.db",
+        durability="buffered",
+        flush_interval=600,
+        staleness=600,
+    )
+    try:
+        for tenant in tenants:
+            store.update_from_session(tenant, PROBE, alpha=0.01)
+        cells = [store._context.directory[tenant] for tenant in tenants]
+        monkeypatch.setattr(Context, "wake", slow_wake)
+        store.flush(timeout=CHILD_TIMEOUT)
+    finally:
+        store.close()
+    assert all(cell.in_flight is None for cell in cells)
+    assert "store_not_drained" not in caplog.text
+
+
+def test_a_buffered_flush_over_a_failed_commit_raises_and_what_is_kept_commits_later(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The writer answers a flush only for a commit written as it was. One
+    # that failed leaves it to the tenant's actor, which answers it with the
+    # error; the acknowledged changes are kept, and the next flush commits
+    # them.
+    path = tmp_path / "profiles.db"
+    tenants = [f"t{index}" for index in range(20)]
+    commit = SQLiteStorage.commit
+    refused: list[int] = []
+
+    def refuse_once(storage: SQLiteStorage, changes: Any) -> Any:
+        if not refused and any(c.tenant_id in tenants for c in changes):
+            refused.append(len(changes))
+            raise StorageError("the disk is gone, for now")
+        return commit(storage, changes)
+
+    with TenantDNAStore(
+        path, durability="buffered", flush_interval=600, staleness=600
+    ) as store:
+        for tenant in tenants:
+            store.update_from_session(tenant, PROBE, alpha=0.01)
+        cells = [store._context.directory[tenant] for tenant in tenants]
+        assert wait_for(lambda: all(c.in_flight for c in cells), CHILD_TIMEOUT)
+        monkeypatch.setattr(SQLiteStorage, "commit", refuse_once)
+        with pytest.raises(StorageError, match="the disk is gone"):
+            store.flush(timeout=CHILD_TIMEOUT)
+        assert refused == [len(tenants)]
+        store.flush(timeout=CHILD_TIMEOUT)
+        assert _stored_versions(path) == dict.fromkeys(tenants, 1)
+        assert all(store.get_versioned(t).version == 1 for t in tenants)
+        assert store.stats().storage_errors == 1
+
+
+def test_a_buffered_backlog_is_committed_when_asked_a_thousand_a_transaction(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The writer committed a buffered backlog a thousand changes at a time as
+    # they came, each transaction beside the actors' work on the rest (its
+    # rows waiting for the GIL). It holds them until asked, then commits
+    # them all, a thousand a transaction.
+    from actors._writer import MAX_BATCH, Writer
+
+    received: list[str] = []
+    on_receive = Writer.on_receive
+
+    def counting(writer: Writer, message: Any) -> None:
+        on_receive(writer, message)
+        received.append(writer_request(message))
+
+    monkeypatch.setattr(Writer, "on_receive", counting)
+    changes = MAX_BATCH + 200
+    with TenantDNAStore(
+        tmp_path / "profiles.db",
+        durability="buffered",
+        flush_interval=600,
+        staleness=600,
+    ) as store:
+        start = store.stats()
+        for index in range(changes):
+            store.update_from_session_async(f"t{index}", PROBE, alpha=0.01)
+        assert wait_for(lambda: received.count("commit") == changes, CHILD_TIMEOUT)
+        assert store.stats().commits == start.commits
+        store.flush(timeout=CHILD_TIMEOUT)
+        stats = store.stats()
+        assert stats.commits - start.commits == 2
+        assert stats.changes_committed - start.changes_committed == changes
+
+
+def test_a_buffered_flush_commits_first_the_tenants_with_changes_behind_their_commit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A tenant whose changes wait behind its commit needs a second one, once
+    # the first is settled. Written with every other tenant's, its first
+    # commit was settled after the whole transaction, its second came after
+    # that, beside the settling of all the others. It goes first, alone.
+    path = tmp_path / "profiles.db"
+    transactions: list[list[str]] = []
+    commit = SQLiteStorage.commit
+
+    def recording(storage: SQLiteStorage, changes: Any) -> Any:
+        transactions.append([change.tenant_id for change in changes])
+        return commit(storage, changes)
+
+    cold = [f"cold{index}" for index in range(20)]
+    with TenantDNAStore(
+        path, durability="buffered", flush_interval=600, staleness=600
+    ) as store:
+        store.update_from_session("hot", PROBE, alpha=0.01)
+        hot = store._context.directory["hot"]
+        assert wait_for(lambda: hot.in_flight is not None, CHILD_TIMEOUT)
+        for tenant in cold:
+            store.update_from_session(tenant, PROBE, alpha=0.01)
+        store.update_from_session("hot", PROBE, alpha=0.01)
+        assert wait_for(lambda: bool(hot.pending), CHILD_TIMEOUT)
+        monkeypatch.setattr(SQLiteStorage, "commit", recording)
+        store.flush(timeout=CHILD_TIMEOUT)
+        assert transactions[0] == ["hot"]
+        assert sorted(transactions[1]) == sorted(cold)
+        assert transactions[2:] == [["hot"]]
+        assert store.get_versioned("hot").version == 2
+    assert _stored_versions(path) == {"hot": 2, **dict.fromkeys(cold, 1)}
 
 
 def test_a_flush_of_many_buffered_tenants_asks_the_writer_once(
