@@ -159,6 +159,11 @@ class TenantActor(pykka.ThreadingActor):
                     assert isinstance(item, SlotFlush)
                     self._flush_slot(item)
         elif message == "retire":
+            # What the ready queue holds is settled first: the writer answers
+            # a flush after queuing its Settlement, and the wake-up for it
+            # may still be on its way (another thread set ``woken`` first),
+            # behind this.
+            self.on_receive(WAKE)
             self.retire()
         else:
             self._log.warning("unexpected_message", type=type(message).__name__)
@@ -462,10 +467,11 @@ class TenantActor(pykka.ThreadingActor):
             flushes.append(barrier)
             buffered = self._context.buffered
             for cell in in_flight:
-                if not buffered or cell.pending:
+                if not buffered or cell.pending or cell.settled is not None:
                     # Answered once the commit is settled here and whatever
                     # came after it committed (with ``commit``, what it wrote
-                    # is published then).
+                    # is published then; a commit already done, if it failed,
+                    # is tried again before this is answered).
                     _pend(cell, barrier)
                     continue
                 # Buffered, what the commit writes is published already: the

@@ -101,7 +101,7 @@ class Writer(pykka.ThreadingActor):
                     self._commit()
             elif self.actor_inbox.empty() or len(self._batch) >= MAX_BATCH:
                 self._commit()
-            if self._settled and self.actor_inbox.empty():
+            if (self._settled or self._answered) and self.actor_inbox.empty():
                 settled, self._settled = self._settled, {}
                 answered, self._answered = self._answered, []
                 self._wake(settled, answered)
@@ -141,19 +141,32 @@ class Writer(pykka.ThreadingActor):
         # What was held back from the commit before is woken after this one.
         settled, self._settled = self._settled, {}
         answered, self._answered = self._answered, []
+        parts: list[tuple[list[TenantCell], bool]] = []  # (cells, woken at once)
+        if self._context.buffered and batch:
+            # (A hint read across threads: it only orders the batch.)
+            first = [cell for cell in batch if cell.pending]
+            if first and len(first) < len(batch):
+                firsts = set(first)
+                parts = _chunks(first, True)
+                batch = [cell for cell in batch if cell not in firsts]
+        parts += _chunks(batch, False)
+        done = 0
         try:
-            if self._context.buffered and batch:
-                # (A hint read across threads: it only orders the batch.)
-                first = [cell for cell in batch if cell.pending]
-                if first and len(first) < len(batch):
+            for cells, at_once in parts:
+                if at_once:
                     early: dict[int, list[TenantCell]] = {}
-                    self._transaction(first, early, answered)
+                    self._transaction(cells, early, answered)
                     self._wake(early, [])
-                    firsts = set(first)
-                    batch = [cell for cell in batch if cell not in firsts]
-            for start in range(0, len(batch), MAX_BATCH):
-                self._transaction(batch[start : start + MAX_BATCH], settled, answered)
+                else:
+                    self._transaction(cells, settled, answered)
+                done += 1
         finally:
+            # Not expected: the transactions an error kept from being tried
+            # are held for the next commit (not the one it hit: it may have
+            # been written).
+            self._batch[0:0] = [
+                cell for cells, _ in parts[done + 1 :] for cell in cells
+            ]
             if self._context.buffered and not self.actor_inbox.empty():
                 self._settled, self._answered = settled, answered
             else:
@@ -163,12 +176,14 @@ class Writer(pykka.ThreadingActor):
         self, settled: dict[int, list[TenantCell]], answered: list[list[Flush]]
     ) -> None:
         """Have the cells settled by their actors, then answer the flushes."""
-        for slot, cells in settled.items():
-            self._context.wake(Settlement(slot, cells))
-        # After the wake-ups: a store closed by a caller this answers stops
-        # its actors behind them, so every commit is settled.
-        for waiters in answered:
-            _answer_waiters(waiters)
+        try:
+            for slot, cells in settled.items():
+                self._context.wake(Settlement(slot, cells))
+        finally:
+            # After the wake-ups: a store closed by a caller this answers
+            # stops its actors behind them (and they settle what is queued).
+            for waiters in answered:
+                _answer_waiters(waiters)
 
     def _transaction(
         self,
@@ -252,6 +267,16 @@ class Writer(pykka.ThreadingActor):
             change for change in changes.updated if ours.get(change[0]) != change[1]
         ]
         announce(self._context, updated, changes.erased, changes.complete)
+
+
+def _chunks(
+    cells: list[TenantCell], at_once: bool
+) -> list[tuple[list[TenantCell], bool]]:
+    """``cells`` cut into transactions of :data:`MAX_BATCH` at most."""
+    return [
+        (cells[start : start + MAX_BATCH], at_once)
+        for start in range(0, len(cells), MAX_BATCH)
+    ]
 
 
 def _answer_waiters(waiters: list[Flush]) -> None:

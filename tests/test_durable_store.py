@@ -11,6 +11,7 @@ printed (run with ``-s`` to see them).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import json
 import os
@@ -1618,6 +1619,201 @@ def test_a_buffered_flush_commits_first_the_tenants_with_changes_behind_their_co
         assert transactions[2:] == [["hot"]]
         assert store.get_versioned("hot").version == 2
     assert _stored_versions(path) == {"hot": 2, **dict.fromkeys(cold, 1)}
+
+
+def test_a_buffered_flush_commits_busy_tenants_first_a_thousand_at_most(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The tenants with changes behind their commit went first in one
+    # transaction, however many: on PostgreSQL 17,000 new tenants passed the
+    # server's 65,535 parameters and the whole transaction failed.
+    from actors._writer import MAX_BATCH
+
+    sizes: list[int] = []
+    commit = SQLiteStorage.commit
+
+    def recording(storage: SQLiteStorage, changes: Any) -> Any:
+        sizes.append(len(changes))
+        return commit(storage, changes)
+
+    busy = [f"busy{index}" for index in range(MAX_BATCH + 500)]
+    with TenantDNAStore(
+        tmp_path / "profiles.db",
+        durability="buffered",
+        flush_interval=600,
+        staleness=600,
+    ) as store:
+        store.update_from_session("idle", PROBE, alpha=0.01)
+        for tenant in busy:
+            store.update_from_session(tenant, PROBE, alpha=0.01)
+        cells = [store._context.directory[tenant] for tenant in busy]
+        assert wait_for(lambda: all(c.in_flight for c in cells), CHILD_TIMEOUT)
+        for tenant in busy:
+            store.update_from_session(tenant, PROBE, alpha=0.01)
+        assert wait_for(lambda: all(c.pending for c in cells), CHILD_TIMEOUT)
+        monkeypatch.setattr(SQLiteStorage, "commit", recording)
+        store.flush(timeout=CHILD_TIMEOUT)
+        assert sizes[:3] == [MAX_BATCH, 500, 1]
+        assert max(sizes) <= MAX_BATCH
+        assert sum(sizes) == 2 * len(busy) + 1
+        assert all(store.get_versioned(t).version == 2 for t in busy)
+
+
+def test_a_buffered_flush_reaching_a_commit_that_failed_waits_for_it_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A commit had failed, and its outcome waited for the tenant's actor,
+    # when a flush reached the tenant: the flush came after the failure, and
+    # waits for the commit of what is kept (it heard the old error). The
+    # writer is held after leaving the failure until the flush has reached
+    # the tenant.
+    from actors._writer import Writer
+
+    path = tmp_path / "profiles.db"
+    commit = SQLiteStorage.commit
+    refused: list[int] = []
+
+    def refuse_once(storage: SQLiteStorage, changes: Any) -> Any:
+        if not refused:
+            refused.append(len(changes))
+            raise StorageError("the disk is gone, for now")
+        return commit(storage, changes)
+
+    wake = Writer._wake
+    left, go = threading.Event(), threading.Event()
+
+    def held_wake(writer: Writer, settled: Any, answered: Any) -> None:
+        if refused and not go.is_set():
+            left.set()
+            assert go.wait(CHILD_TIMEOUT)
+        wake(writer, settled, answered)
+
+    with TenantDNAStore(
+        path, durability="buffered", flush_interval=600, staleness=600
+    ) as store:
+        store.update_from_session("t", PROBE, alpha=0.01)
+        cell = store._context.directory["t"]
+        assert wait_for(lambda: cell.in_flight is not None, CHILD_TIMEOUT)
+        monkeypatch.setattr(SQLiteStorage, "commit", refuse_once)
+        monkeypatch.setattr(Writer, "_wake", held_wake)
+        writer = store._context.writer
+        assert writer is not None
+        writer.tell(("tick",))
+        try:
+            assert left.wait(CHILD_TIMEOUT)
+            assert isinstance(cell.settled, StorageError)
+            errors: list[BaseException] = []
+
+            def flush() -> None:
+                try:
+                    store.flush(timeout=CHILD_TIMEOUT)
+                except BaseException as error:
+                    errors.append(error)
+
+            flusher = threading.Thread(target=flush, daemon=True)
+            flusher.start()
+            assert wait_for(
+                lambda: any(
+                    isinstance(op, FlushBarrier)
+                    for op in [*cell.pending, *(cell.waiters or ((), []))[1]]
+                ),
+                CHILD_TIMEOUT,
+            )
+        finally:
+            go.set()
+        flusher.join(timeout=CHILD_TIMEOUT)
+        assert not flusher.is_alive()
+        assert errors == []
+        assert _stored_versions(path) == {"t": 1}
+
+
+def test_a_store_closed_as_a_flush_returns_settles_commits_whose_wake_up_lags(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The writer queues a settlement, then answers the flush; close() then
+    # retires the tenant actor. Its wake-up is sent by whoever set the slot's
+    # ``woken`` flag: here another thread, which is held before it sends it
+    # until the actor has stopped. The actor stopped without settling, and
+    # an erasure that was committed heard StoreClosed.
+    import pykka
+
+    from actors._context import WAKE
+    from actors._writer import Writer
+
+    path = tmp_path / "profiles.db"
+    store = TenantDNAStore(
+        path, durability="buffered", flush_interval=600, staleness=600
+    )
+    closer: threading.Thread | None = None
+    go, holding = threading.Event(), threading.Event()
+    try:
+        store.update_from_session("t", PROBE, alpha=0.01)
+        store.update_from_session("u", PROBE, alpha=0.01)
+        store.flush(timeout=CHILD_TIMEOUT)
+        context = store._context
+        t, u = context.directory["t"], context.directory["u"]
+        assert wait_for(
+            lambda: t.in_flight is None and u.in_flight is None, CHILD_TIMEOUT
+        )
+        assert t.slot == u.slot
+        host = context.hosts[t.slot]
+        assert host is not None
+        commit = Writer._commit
+
+        def held_commit(writer: Writer) -> None:
+            if writer._batch:
+                holding.set()
+                assert go.wait(CHILD_TIMEOUT)
+            commit(writer)
+
+        monkeypatch.setattr(Writer, "_commit", held_commit)
+        answers: list[str] = []
+
+        def erase() -> None:
+            try:
+                store.delete("t")
+                answers.append("ok")
+            except BaseException as error:
+                answers.append(repr(error))
+
+        eraser = threading.Thread(target=erase, daemon=True)
+        eraser.start()
+        assert holding.wait(CHILD_TIMEOUT)
+        closer = threading.Thread(target=store.close, daemon=True)
+        closer.start()
+        assert wait_for(lambda: t.waiters is not None, CHILD_TIMEOUT)
+        assert wait_for(
+            lambda: not context.ready[t.slot] and not context.woken[t.slot],
+            CHILD_TIMEOUT,
+        )
+        late: list[threading.Thread] = []
+        tell = pykka.ActorRef.tell
+
+        def lagging_tell(ref: Any, message: Any) -> None:
+            if threading.current_thread() in late and message == WAKE:
+                host.actor_stopped.wait(CHILD_TIMEOUT)
+            tell(ref, message)
+
+        monkeypatch.setattr(pykka.ActorRef, "tell", lagging_tell)
+
+        def post() -> None:
+            with contextlib.suppress(pykka.ActorDeadError):
+                u.post(Refresh(), context)
+
+        poster = threading.Thread(target=post, daemon=True)
+        late.append(poster)
+        poster.start()
+        assert wait_for(lambda: context.woken[t.slot], CHILD_TIMEOUT)
+        go.set()
+        for thread in (eraser, closer, poster):
+            thread.join(timeout=CHILD_TIMEOUT)
+            assert not thread.is_alive()
+        assert answers == ["ok"]
+    finally:
+        go.set()
+        if closer is None:
+            store.close()
+    assert _stored_versions(path) == {"u": 1}
 
 
 def test_a_flush_of_many_buffered_tenants_asks_the_writer_once(
