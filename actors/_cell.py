@@ -293,6 +293,16 @@ class Resubmit(Operation):
     __slots__ = ()
 
 
+def pop_all(waiters: list[Flush]) -> list[Flush]:
+    """Take every flush from ``waiters``, one ``pop`` each (see
+    ``TenantCell.waiters``: the writer and the actor may both be taking)."""
+    taken: list[Flush] = []
+    with contextlib.suppress(IndexError):
+        while True:
+            taken.append(waiters.pop())
+    return taken
+
+
 class Settled(NamedTuple):
     """A commit's outcome, and the error of an erasure in it that may have
     left bytes in storage (``TenantCell.settled`` holds the outcome alone

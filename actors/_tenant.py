@@ -36,6 +36,7 @@ from actors._cell import (
     Update,
     Versioned,
     freeze,
+    pop_all,
     settle_profile,
     thaw,
 )
@@ -282,10 +283,7 @@ class TenantActor(pykka.ThreadingActor):
             # (it answers those of a commit written as it was), taken after
             # the outcome as the writer takes them after leaving it: settled
             # with the commit, as part of it (a failure is theirs too).
-            flushes: list[Operation] = []
-            with contextlib.suppress(IndexError):
-                while True:
-                    flushes.append(waiters[1].pop())
+            flushes: list[Operation] = [*pop_all(waiters[1])]
             cell.waiters = None
             if cell.in_flight is not None:
                 cell.in_flight.extend(flushes)
@@ -480,7 +478,7 @@ class TenantActor(pykka.ThreadingActor):
                 # it, which a flush of a backlog would wait for, tenant by
                 # tenant, behind the next transaction.
                 waiters = cell.waiters
-                if waiters is None or waiters[0] is not cell.change:
+                if waiters is None:  # (reset as each commit is settled)
                     assert cell.change is not None
                     waiters = cell.waiters = (cell.change, [])
                 # If the writer has left the outcome already, it may have

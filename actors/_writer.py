@@ -9,7 +9,14 @@ from typing import TYPE_CHECKING, Any
 
 import pykka
 
-from actors._cell import Flush, Refresh, Settled, Settlement, TenantCell
+from actors._cell import (
+    Flush,
+    Refresh,
+    Settled,
+    Settlement,
+    TenantCell,
+    pop_all,
+)
 from actors._tenant import as_storage_error
 from storage import Change, Committed, ScrubIncomplete, StorageError
 
@@ -281,11 +288,7 @@ def _chunks(
 
 def _answer_waiters(waiters: list[Flush]) -> None:
     """Answer the flushes of a commit written as it was (see TenantCell.waiters)."""
-    while True:
-        try:
-            flush = waiters.pop()
-        except IndexError:
-            return
+    for flush in pop_all(waiters):
         with contextlib.suppress(queue.Full):  # (answered already: closed)
             flush.set(None)
 

@@ -137,6 +137,22 @@ def writer_request(message: Any) -> str:
     return str(message[0])
 
 
+def record_writer_requests(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """What each message to a store's writer asked (:func:`writer_request`),
+    appended once the writer has handled it. Undone with ``monkeypatch``."""
+    from actors._writer import Writer
+
+    received: list[str] = []
+    on_receive = Writer.on_receive
+
+    def recording(writer: Writer, message: Any) -> None:
+        on_receive(writer, message)
+        received.append(writer_request(message))
+
+    monkeypatch.setattr(Writer, "on_receive", recording)
+    return received
+
+
 def hold_commits(
     monkeypatch: pytest.MonkeyPatch,
     release: threading.Event,

@@ -54,6 +54,7 @@ from tests.conftest import (
     SEED_SESSION,
     hold_commits,
     learned,
+    record_writer_requests,
     sessions_applied,
     wait_for,
     writer_request,
@@ -1558,16 +1559,9 @@ def test_a_buffered_backlog_is_committed_when_asked_a_thousand_a_transaction(
     # they came, each transaction beside the actors' work on the rest (its
     # rows waiting for the GIL). It holds them until asked, then commits
     # them all, a thousand a transaction.
-    from actors._writer import MAX_BATCH, Writer
+    from actors._writer import MAX_BATCH
 
-    received: list[str] = []
-    on_receive = Writer.on_receive
-
-    def counting(writer: Writer, message: Any) -> None:
-        on_receive(writer, message)
-        received.append(writer_request(message))
-
-    monkeypatch.setattr(Writer, "on_receive", counting)
+    received = record_writer_requests(monkeypatch)
     changes = MAX_BATCH + 200
     with TenantDNAStore(
         tmp_path / "profiles.db",
@@ -1822,16 +1816,7 @@ def test_a_flush_of_many_buffered_tenants_asks_the_writer_once(
     # A flush woke every tenant with a commit held back, each to tell the
     # writer "flush": as many wake-ups and writer messages as busy tenants,
     # all on the one actor the flush was waiting for.
-    from actors._writer import Writer
-
-    received: list[str] = []
-    on_receive = Writer.on_receive
-
-    def counting(writer: Writer, message: Any) -> None:
-        received.append(writer_request(message))
-        on_receive(writer, message)
-
-    monkeypatch.setattr(Writer, "on_receive", counting)
+    received = record_writer_requests(monkeypatch)
     tenants = [f"t{index}" for index in range(200)]
     with TenantDNAStore(
         tmp_path / "profiles.db",
@@ -1894,16 +1879,7 @@ def test_a_change_waiting_for_room_held_back_in_a_cell_is_not_left_for_the_tick(
     # cell, not with the writer: the writer, which had room to spare when it
     # took the first, hears of nothing until the tick. The third waits for
     # room, and must tell it.
-    from actors._writer import Writer
-
-    received: list[str] = []
-    on_receive = Writer.on_receive
-
-    def recording(writer: Writer, message: Any) -> None:
-        on_receive(writer, message)
-        received.append(writer_request(message))
-
-    monkeypatch.setattr(Writer, "on_receive", recording)
+    received = record_writer_requests(monkeypatch)
     done = threading.Event()
     with TenantDNAStore(
         tmp_path / "profiles.db",
