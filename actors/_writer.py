@@ -137,7 +137,7 @@ class Writer(pykka.ThreadingActor):
         """Commit the batch, :data:`MAX_BATCH` changes a transaction.
 
         Buffered, the tenants with changes waiting behind their commit go
-        first, in a transaction of their own, and are settled at once: their
+        first, in transactions of their own, and are settled at once: their
         next commit is on its way while the rest are written. The others are
         settled once the last is written, or, if more came meanwhile, after
         the next commit: settling thousands of tenants beside a transaction
